@@ -1,0 +1,92 @@
+"""The Flask service: create_app wires configuration, extensions, blueprints, errors and CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response
+
+import app.models  # noqa: F401  (one complete metadata for Alembic)
+from app.config import ConfigError, load_config
+from app.errors import register_error_handlers
+from app.extensions import db, migrate
+from app.logs import configure_logging
+from app.metrics import init_metrics
+from app.services.personal_data import Keyring
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. Wiring only: no database I/O, no scheduler, no network.
+
+    Raises ConfigError (one readable line) when the configuration cannot work.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    config = load_config(overrides=overrides, instance_path=app.instance_path)
+    app.config.update(config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(config["DATABASE_URL"])
+    app.config["TESTING"] = config["APP_ENV"] == "testing" or bool(app.config.get("TESTING"))
+    app.config.setdefault("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
+    try:
+        app.extensions["keyring"] = Keyring.from_config(config["DATA_ENCRYPTION_KEYS"], config["LOOKUP_HASH_KEY"])
+    except ValueError as exc:
+        raise ConfigError(f"DATA_ENCRYPTION_KEYS / LOOKUP_HASH_KEY are not valid: {exc}") from None
+
+    configure_logging(config["LOG_FORMAT"], config["LOG_LEVEL"])
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
+    init_metrics(app)
+    register_error_handlers(app)
+    _register_unit_of_work(app)
+    _register_blueprints(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _migrations_dir() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # WAL lets readers run beside the one writer; the busy timeout waits out short write locks.
+        return {"connect_args": {"timeout": 15}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def _register_unit_of_work(app: Flask) -> None:
+    """The request is the transaction: commit once after a successful response, else roll back.
+
+    Services only flush, so a view can never leave half of its work committed.
+    """
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        if response.status_code < 400:
+            db.session.commit()
+        else:
+            db.session.rollback()
+        return response
+
+    @app.teardown_request
+    def _rollback(exc: BaseException | None) -> None:
+        if exc is not None:
+            db.session.rollback()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.views import health, home
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(home.bp)

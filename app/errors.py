@@ -1,0 +1,74 @@
+"""Domain errors and their central mapping to JSON (API) or HTML (pages) responses."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A refusal a person can understand. Subclasses fix the HTTP status."""
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ValidationError(DomainError):
+    status = 400
+
+
+class NotFoundError(DomainError):
+    status = 404
+
+
+class PermissionDenied(DomainError):
+    status = 403
+
+
+class ConflictError(DomainError):
+    status = 409
+
+
+class RateLimited(DomainError):
+    status = 429
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/") or request.path in {"/healthz", "/metrics"}:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def _respond(status: int, message: str, field: str | None = None) -> tuple[Response | str, int]:
+    if wants_json():
+        body: dict[str, object] = {"error": message, "status": status}
+        if field:
+            body["field"] = field
+        return jsonify(body), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def handle_domain_error(exc: DomainError) -> tuple[Response | str, int]:
+        return _respond(exc.status, exc.message, exc.field)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
+        status = exc.code or 500
+        return _respond(status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> tuple[Response | str, int]:
+        # The visitor gets a plain sentence; the log gets the traceback (without request data).
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _respond(500, "Something went wrong on our side. Please try again in a minute.")

@@ -1,0 +1,39 @@
+"""Unbound extension objects, bound to an app in create_app."""
+
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+
+from app.models.base import Base
+
+db = SQLAlchemy(metadata=Base.metadata)
+migrate = Migrate()
+
+
+def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None:
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        # Let SQLAlchemy issue BEGIN itself: pysqlite's implicit transactions break SAVEPOINTs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _sqlite_begin(conn: object) -> None:
+    if conn.dialect.name == "sqlite":  # type: ignore[attr-defined]
+        conn.exec_driver_sql("BEGIN")  # type: ignore[attr-defined]
+
+
+def _install_sqlite_hooks() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _sqlite_pragmas):
+        event.listen(Engine, "connect", _sqlite_pragmas)
+        event.listen(Engine, "begin", _sqlite_begin)
+
+
+_install_sqlite_hooks()

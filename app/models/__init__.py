@@ -1,0 +1,65 @@
+"""All models, imported here so that Alembic and the app see one complete metadata."""
+
+from app.models.audit import AuditEntry
+from app.models.base import Base, utcnow
+from app.models.cases import Case, CaseStatus, Exposure, ExposureStatus, RiskLevel, VenueOutbreak
+from app.models.checkins import (
+    Checkin,
+    CheckinSource,
+    CheckoutReason,
+    Companion,
+    Kiosk,
+    KioskPairingCode,
+)
+from app.models.notices import (
+    MessageChannel,
+    MessageKind,
+    MessageStatus,
+    Notice,
+    NoticeKind,
+    OutboxMessage,
+)
+from app.models.officials import Official, OfficialRole, SystemSwitch
+from app.models.organisations import Operator, OperatorInvitation, OperatorRole, Organisation
+from app.models.people import LoginCode, Person, PersonalCodeKey, RememberedDevice
+from app.models.venues import Entrance, EntranceKind, PosterSigningKey, PosterVersion, Venue
+
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "Case",
+    "CaseStatus",
+    "Checkin",
+    "CheckinSource",
+    "CheckoutReason",
+    "Companion",
+    "Entrance",
+    "EntranceKind",
+    "Exposure",
+    "ExposureStatus",
+    "Kiosk",
+    "KioskPairingCode",
+    "LoginCode",
+    "MessageChannel",
+    "MessageKind",
+    "MessageStatus",
+    "Notice",
+    "NoticeKind",
+    "Official",
+    "OfficialRole",
+    "Operator",
+    "OperatorInvitation",
+    "OperatorRole",
+    "Organisation",
+    "OutboxMessage",
+    "Person",
+    "PersonalCodeKey",
+    "PosterSigningKey",
+    "PosterVersion",
+    "RememberedDevice",
+    "RiskLevel",
+    "SystemSwitch",
+    "Venue",
+    "VenueOutbreak",
+    "utcnow",
+]

@@ -1,0 +1,99 @@
+"""Positive cases, the exposures matching finds for them, and venue outbreaks."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, utcnow
+from app.models.types import str_enum
+
+
+class CaseStatus(enum.StrEnum):
+    ACTIVE = "active"
+    ANNULLED = "annulled"
+
+
+class RiskLevel(enum.StrEnum):
+    HIGH = "high"
+    LOW = "low"
+
+
+class ExposureStatus(enum.StrEnum):
+    NEW = "new"  # found, awaiting review
+    APPROVED = "approved"  # a notice was queued
+    WITHDRAWN = "withdrawn"  # its case was annulled
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        # The matching job picks up cases not yet matched.
+        Index(
+            "ix_cases_pending_match",
+            "created_at",
+            postgresql_where=text("matched_at IS NULL"),
+            sqlite_where=text("matched_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    tested_on: Mapped[date]
+    symptom_onset: Mapped[date | None]
+    isolated_on: Mapped[date | None]
+    status: Mapped[CaseStatus] = mapped_column(str_enum(CaseStatus, "case_status"), default=CaseStatus.ACTIVE)
+    # A lab's own reference: re-importing the same results file finds the case instead of adding it.
+    lab_reference: Mapped[str | None] = mapped_column(String(100), unique=True)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    window_starts_at: Mapped[datetime | None]
+    window_ends_at: Mapped[datetime | None]
+    matched_at: Mapped[datetime | None]
+    annulled_at: Mapped[datetime | None]
+    annul_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class Exposure(Base):
+    """One visit that overlapped one of a case's visits. Unique per (case, check-in)."""
+
+    __tablename__ = "exposures"
+    __table_args__ = (
+        UniqueConstraint("case_id", "checkin_id", name="uq_exposures_case_checkin"),
+        Index("ix_exposures_status_created_at", "status", "created_at"),
+        Index("ix_exposures_venue_id_created_at", "venue_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    case_checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id", ondelete="SET NULL"))
+    checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    risk: Mapped[RiskLevel] = mapped_column(str_enum(RiskLevel, "risk_level"))
+    overlap_seconds: Mapped[int] = mapped_column(Integer)
+    reason_en: Mapped[str] = mapped_column(Text)
+    reason_ru: Mapped[str] = mapped_column(Text)
+    status: Mapped[ExposureStatus] = mapped_column(
+        str_enum(ExposureStatus, "exposure_status"), default=ExposureStatus.NEW
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    approved_at: Mapped[datetime | None]
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("officials.id"))
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="SET NULL"), index=True)
+
+
+class VenueOutbreak(Base):
+    """Two or more distinct cases at one venue within the outbreak window."""
+
+    __tablename__ = "venue_outbreaks"
+    __table_args__ = (UniqueConstraint("venue_id", "window_starts_at", name="uq_venue_outbreaks_venue_window"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    window_starts_at: Mapped[datetime]
+    case_count: Mapped[int]
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,128 @@
+"""Check-ins (visits) and the companions recorded with them."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, utcnow
+from app.models.types import str_enum
+
+
+class CheckinSource(enum.StrEnum):
+    POSTER = "poster"
+    SMS = "sms"
+    KIOSK_QR = "kiosk_qr"
+    KIOSK_SCANNER = "kiosk_scanner"
+    BLE = "ble"
+    STAFF = "staff"
+
+
+class CheckoutReason(enum.StrEnum):
+    VISITOR = "visitor"
+    AUTO = "auto"  # the planned end passed without a check-out
+    NEXT_CHECKIN = "next_checkin"  # checked in elsewhere
+    CORRECTED = "corrected"
+
+
+class Checkin(Base):
+    __tablename__ = "checkins"
+    __table_args__ = (
+        CheckConstraint("party_size BETWEEN 1 AND 50", name="party_size_range"),
+        CheckConstraint("planned_checkout_at > checked_in_at", name="planned_after_start"),
+        # A person's visits in a time range.
+        Index("ix_checkins_person_id_checked_in_at", "person_id", "checked_in_at"),
+        # All visits at a venue overlapping a time range (stays are bounded, so a range on the start
+        # widened by the longest stay walks only the relevant slice of this index).
+        Index("ix_checkins_venue_id_checked_in_at", "venue_id", "checked_in_at"),
+        # Rows past retention.
+        Index("ix_checkins_checked_in_at", "checked_in_at"),
+        # Due auto check-outs: only open visits are in this index.
+        Index(
+            "ix_checkins_open_planned_checkout_at",
+            "planned_checkout_at",
+            postgresql_where=text("checked_out_at IS NULL"),
+            sqlite_where=text("checked_out_at IS NULL"),
+        ),
+        # One active visit per person, enforced by the schema rather than by hope.
+        Index(
+            "uq_checkins_one_open_visit_per_person",
+            "person_id",
+            unique=True,
+            postgresql_where=text("checked_out_at IS NULL"),
+            sqlite_where=text("checked_out_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id"))
+    entrance_id: Mapped[int | None] = mapped_column(ForeignKey("entrances.id"))
+    party_size: Mapped[int] = mapped_column(SmallInteger, default=1)
+    source: Mapped[CheckinSource] = mapped_column(str_enum(CheckinSource, "checkin_source"))
+    checked_in_at: Mapped[datetime]
+    planned_checkout_at: Mapped[datetime]
+    checked_out_at: Mapped[datetime | None]
+    checkout_reason: Mapped[CheckoutReason | None] = mapped_column(str_enum(CheckoutReason, "checkout_reason"))
+    # Set by kiosks (and any offline client) so that a re-sent batch never duplicates a visit.
+    client_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    kiosk_id: Mapped[int | None] = mapped_column(ForeignKey("kiosks.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    corrected_at: Mapped[datetime | None]
+
+    companions: Mapped[list[Companion]] = relationship(
+        back_populates="checkin", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Companion(Base):
+    """Someone checked in with the visitor; a phone number lets them be notified too."""
+
+    __tablename__ = "companions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkin_id: Mapped[int] = mapped_column(ForeignKey("checkins.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), index=True)
+
+    checkin: Mapped[Checkin] = relationship(back_populates="companions")
+
+
+class KioskPairingCode(Base):
+    """A one-time code an operator gives to a tablet; only its hash is stored."""
+
+    __tablename__ = "kiosk_pairing_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entrance_id: Mapped[int] = mapped_column(ForeignKey("entrances.id"), index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Kiosk(Base):
+    """An enrolled tablet at an entrance; its credential is stored only as a hash."""
+
+    __tablename__ = "kiosks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entrance_id: Mapped[int] = mapped_column(ForeignKey("entrances.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    credential_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    rotation_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None]
+    last_status: Mapped[str | None] = mapped_column(String(500))
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,1 @@
+"""HTTP blueprints: parse input, call one service, respond (the request boundary commits)."""

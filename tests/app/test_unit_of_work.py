@@ -1,0 +1,73 @@
+"""The request is the transaction: success commits everything, any failure commits nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app import create_app
+from app.errors import ValidationError
+from app.extensions import db
+from app.models import Organisation
+from tests.conftest import settings_for
+
+
+@pytest.fixture
+def app_with_routes(database_url: str, db: Any) -> Flask:
+    application = create_app(settings_for(database_url))
+
+    @application.post("/t/ok")
+    def ok() -> str:
+        db.session.add(Organisation(name="committed"))
+        db.session.flush()
+        return "ok"
+
+    @application.post("/t/refused")
+    def refused() -> str:
+        db.session.add(Organisation(name="first half"))
+        db.session.flush()
+        raise ValidationError("second half refused")
+
+    @application.post("/t/crash")
+    def crash() -> str:
+        db.session.add(Organisation(name="first half"))
+        db.session.flush()
+        raise RuntimeError("boom")
+
+    return application
+
+
+def _count(name: str) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(Organisation).where(Organisation.name == name))
+
+
+def test_successful_request_commits(app_with_routes: Flask) -> None:
+    assert app_with_routes.test_client().post("/t/ok").status_code == 200
+    with app_with_routes.app_context():
+        assert _count("committed") == 1
+
+
+def test_refused_request_leaves_nothing_half_written(app_with_routes: Flask) -> None:
+    response = app_with_routes.test_client().post("/t/refused", headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "second half refused"
+    with app_with_routes.app_context():
+        assert _count("first half") == 0
+
+
+def test_crashing_request_rolls_back_and_shows_no_traceback(app_with_routes: Flask) -> None:
+    import logging
+
+    logging.getLogger("app.errors").disabled = True  # the traceback goes to the log, which we silence here
+    try:
+        response = app_with_routes.test_client().post("/t/crash", headers={"Accept": "text/html"})
+    finally:
+        logging.getLogger("app.errors").disabled = False
+    assert response.status_code == 500
+    assert b"Traceback" not in response.data and b"boom" not in response.data
+    with app_with_routes.app_context():
+        assert _count("first half") == 0
