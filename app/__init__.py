@@ -10,9 +10,10 @@ from flask import Flask, Response
 import app.models  # noqa: F401  (one complete metadata for Alembic)
 from app.config import ConfigError, load_config
 from app.errors import register_error_handlers
-from app.extensions import db, migrate
+from app.extensions import csrf, db, limiter, migrate
 from app.logs import configure_logging
 from app.metrics import init_metrics
+from app.security import init_security_headers
 from app.services.personal_data import Keyring
 
 __all__ = ["ConfigError", "create_app"]
@@ -41,7 +42,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(config["LOG_FORMAT"], config["LOG_LEVEL"])
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
     init_metrics(app)
+    init_security_headers(app)
     register_error_handlers(app)
     _register_unit_of_work(app)
     _register_blueprints(app)
@@ -86,7 +90,24 @@ def _register_unit_of_work(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from app.views import health, home
+    from app.views import (
+        api_docs,
+        gateway,
+        health,
+        home,
+        kiosk_api,
+        officials,
+        operators,
+        operators_api,
+        posters,
+        visitors,
+        visitors_api,
+    )
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(home.bp)
+    for module in (health, home, api_docs, operators, posters, visitors, officials):
+        app.register_blueprint(module.bp)
+    # Machine-to-machine endpoints authenticate with tokens or shared secrets, not cookies,
+    # so CSRF tokens do not apply to them.
+    for module in (operators_api, visitors_api, kiosk_api, gateway):
+        csrf.exempt(module.bp)
+        app.register_blueprint(module.bp)

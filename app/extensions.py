@@ -1,12 +1,19 @@
 """Unbound extension objects, bound to an app in create_app."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 
 from app.models.base import Base
 
 db = SQLAlchemy(metadata=Base.metadata)
 migrate = Migrate()
+csrf = CSRFProtect()
+# Limits are declared on the routes that cost money or reveal existence; storage comes from
+# RATELIMIT_STORAGE_URI (memory:// per process by default; use a shared store with several workers).
+limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 
 
 def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None:

@@ -41,3 +41,5 @@ def configure_logging(fmt: str, level: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.setLevel(level)
+    # The scheduler logs every run of every job at INFO; our job wrapper already logs a summary.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(level)))

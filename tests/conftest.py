@@ -128,3 +128,7 @@ def runner(app: Flask, db: Any) -> FlaskCliRunner:
 def now() -> datetime:
     """The frozen 'now' that tests pass into services."""
     return FROZEN_NOW
+
+
+# Shared fixtures for browser tests; a test module opts in by naming them.
+from tests.support.browser import browser, page  # noqa: E402, F401

@@ -17,7 +17,7 @@ from tests.conftest import settings_for
 
 @pytest.fixture
 def app_with_routes(database_url: str, db: Any) -> Flask:
-    application = create_app(settings_for(database_url))
+    application = create_app(settings_for(database_url, WTF_CSRF_ENABLED=False))
 
     @application.post("/t/ok")
     def ok() -> str:

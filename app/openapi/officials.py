@@ -1,0 +1,6 @@
+"""OpenAPI paths and schemas of the officials endpoints."""
+
+from typing import Any
+
+PATHS: dict[str, Any] = {}
+SCHEMAS: dict[str, Any] = {}

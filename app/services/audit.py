@@ -1,0 +1,51 @@
+"""The audit trail: who read or changed what, when and why. Entries are never edited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from app.models import AuditEntry
+
+
+class AuditTamperError(Exception):
+    """Something tried to change or delete an audit entry outside the retention purge."""
+
+
+def record(
+    actor_kind: str,
+    actor_id: int | None,
+    action: str,
+    *,
+    now: datetime,
+    subject_person_id: int | None = None,
+    target: str = "",
+    reason: str = "",
+    case_id: int | None = None,
+) -> AuditEntry:
+    """Append one entry in the caller's transaction (so an action and its record commit together)."""
+    entry = AuditEntry(
+        at=now,
+        actor_kind=actor_kind,
+        actor_id=actor_id,
+        action=action,
+        subject_person_id=subject_person_id,
+        target=target[:200],
+        reason=reason[:500],
+        case_id=case_id,
+    )
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, flush_context: Any, instances: Any) -> None:
+    # Append-only through the ORM; the purge job deletes expired rows with a bulk statement.
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEntry) and (obj in session.deleted or session.is_modified(obj)):
+            raise AuditTamperError("audit entries cannot be changed or deleted")

@@ -1,0 +1,14 @@
+"""Serves the OpenAPI description of the JSON API."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from app.openapi import build_spec
+
+bp = Blueprint("api_docs", __name__)
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi() -> Response:
+    return jsonify(build_spec(current_app.config["PUBLIC_BASE_URL"] + "/api/v1"))
