@@ -171,6 +171,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_group)
     app.cli.add_command(dev_command)
     app.cli.add_command(check_config)
+    app.cli.add_command(settings_doc)
 
 
 def _create_app_for_cli() -> Flask:
@@ -191,3 +192,21 @@ def main() -> None:
     except OperationalError as exc:
         click.echo(f"database error: {str(exc.orig).strip().splitlines()[0]}", err=True)
         sys.exit(2)
+
+
+@click.command("settings-doc", help="Print the settings table for README.md, or write .env.example.")
+@click.option("--env-example", is_flag=True, help="Print .env.example instead of the Markdown table.")
+def settings_doc(env_example: bool) -> None:
+    from app.config import SETTINGS
+
+    if env_example:
+        click.echo("# Copy to .env or export in your environment; see README.md for each setting.")
+        for s in SETTINGS:
+            click.echo(f"# {s.help}")
+            click.echo(f"{s.name}={'' if s.default is None or s.secret else s.default}")
+        return
+    click.echo("| variable | default | meaning |")
+    click.echo("| --- | --- | --- |")
+    for s in SETTINGS:
+        default = "(required outside development)" if s.default is None else f"`{s.default}`"
+        click.echo(f"| `{s.name}` | {default} | {s.help} |")

@@ -79,15 +79,23 @@ def _purge(app: Flask) -> dict[str, Any]:
     return purged
 
 
-JOBS: dict[str, Job] = {}
+# Each domain lists its own jobs in its module (a JOBS list); this is the one place that knows them all.
+DOMAIN_JOB_MODULES = ("app.services.exposure_jobs", "app.services.dispatch")
+JOBS: dict[str, Job] = {
+    "auto_checkout": Job("auto_checkout", _auto_checkout, "interval", {"minutes": 1}),
+    "purge_retention": Job("purge_retention", _purge, "interval", {"hours": 1}),
+}
 
 
-def register_job(job: Job) -> None:
-    JOBS[job.name] = job
+def _load_domain_jobs() -> None:
+    import importlib
+
+    for module_name in DOMAIN_JOB_MODULES:
+        for job in importlib.import_module(module_name).JOBS:
+            JOBS[job.name] = job
 
 
-register_job(Job("auto_checkout", _auto_checkout, "interval", {"minutes": 1}))
-register_job(Job("purge_retention", _purge, "interval", {"hours": 1}))
+_load_domain_jobs()
 
 
 def run_job(app: Flask, name: str) -> dict[str, Any]:

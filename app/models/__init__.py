@@ -3,22 +3,10 @@
 from app.models.audit import AuditEntry
 from app.models.base import Base, utcnow
 from app.models.cases import Case, CaseStatus, Exposure, ExposureStatus, RiskLevel, VenueOutbreak
-from app.models.checkins import (
-    Checkin,
-    CheckinSource,
-    CheckoutReason,
-    Companion,
-    Kiosk,
-    KioskPairingCode,
-)
-from app.models.notices import (
-    MessageChannel,
-    MessageKind,
-    MessageStatus,
-    Notice,
-    NoticeKind,
-    OutboxMessage,
-)
+from app.models.checkins import Checkin, CheckinSource, CheckoutReason, Companion
+from app.models.kiosks import Kiosk, KioskPairingCode
+from app.models.messages import MessageChannel, MessageKind, MessageStatus, OutboxMessage
+from app.models.notices import Notice, NoticeKind
 from app.models.officials import Official, OfficialRole, SystemSwitch
 from app.models.organisations import Operator, OperatorInvitation, OperatorRole, Organisation
 from app.models.people import LoginCode, Person, PersonalCodeKey, RememberedDevice
