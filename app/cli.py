@@ -172,6 +172,10 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(dev_command)
     app.cli.add_command(check_config)
     app.cli.add_command(settings_doc)
+    from app.commands import kiosks, messaging, officials, operators, visitors
+
+    for module in (operators, visitors, officials, messaging, kiosks):
+        app.cli.add_command(module.group)
 
 
 def _create_app_for_cli() -> Flask:
