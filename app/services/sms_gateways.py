@@ -1,0 +1,380 @@
+"""HTTP clients for SMS gateways (Kannel sendsms, a generic JSON gateway) and SMS length rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Protocol, Self
+
+import httpx
+
+# -- SMS length rules ---------------------------------------------------------------------------
+
+# GSM 03.38 default alphabet; the extension table's characters cost two septets (0x1B escape).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+
+GSM7_SINGLE, GSM7_PART = 160, 153  # a 6-octet concatenation header costs 7 septets per part
+UCS2_SINGLE, UCS2_PART = 70, 67  # ... and 3 UTF-16 code units per part
+
+
+class SmsEncoding(StrEnum):
+    GSM7 = "gsm7"
+    UCS2 = "ucs2"
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+
+
+def _units(text: str, encoding: SmsEncoding) -> list[int]:
+    """Cost of each character: septets for GSM-7, UTF-16 code units for UCS-2."""
+    if encoding is SmsEncoding.GSM7:
+        return [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+    return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+
+
+def sms_segments(text: str) -> tuple[SmsEncoding, int]:
+    """Encoding and number of SMS parts the text needs (an empty text is still one SMS).
+
+    Parts are packed greedily without splitting a character: an escaped GSM-7 character or a
+    UTF-16 surrogate pair never straddles two parts, as handsets could not join them.
+    """
+    encoding = SmsEncoding.GSM7 if is_gsm7(text) else SmsEncoding.UCS2
+    units = _units(text, encoding)
+    single, part = (GSM7_SINGLE, GSM7_PART) if encoding is SmsEncoding.GSM7 else (UCS2_SINGLE, UCS2_PART)
+    if sum(units) <= single:
+        return encoding, 1
+    count, used = 1, 0
+    for cost in units:
+        if used + cost > part:
+            count, used = count + 1, 0
+        used += cost
+    return encoding, count
+
+
+def shorten_for_sms(text: str, max_segments: int) -> str:
+    """Return text unchanged if it fits in max_segments parts, else cut at a word with an ellipsis.
+
+    A GSM-7 head gets "..." because "…" is not in the GSM alphabet and would switch the whole
+    message to UCS-2, halving its capacity. A single word longer than the budget is cut mid-word.
+    """
+    if max_segments < 1:
+        raise ValueError("max_segments must be at least 1")
+    if sms_segments(text)[1] <= max_segments:
+        return text
+
+    def with_ellipsis(head: str) -> str:
+        head = head.rstrip().rstrip(",.;:-–—").rstrip()
+        return head + ("..." if is_gsm7(head) else "…")
+
+    low, high = 0, len(text)  # a cut at `low` fits, one at `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if sms_segments(with_ellipsis(text[:middle]))[1] <= max_segments:
+            low = middle
+        else:
+            high = middle
+    # Prefer the end of the last whole word: text[i] being a space means text[:i] ends one.
+    boundary = next((i for i in range(low, 0, -1) if text[i].isspace()), 0)
+    return with_ellipsis(text[:boundary] if boundary else text[:low])
+
+
+# -- results and delivery reports -------------------------------------------------------------
+
+
+class SendOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    TRANSIENT_ERROR = "transient_error"  # retry later with backoff
+    PERMANENT_ERROR = "permanent_error"  # retrying the same message cannot help
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: SendOutcome
+    message: str  # the gateway's own answer, or what went wrong on the way to it
+    status_code: int | None = None
+
+    @property
+    def is_accepted(self) -> bool:
+        return self.outcome is SendOutcome.ACCEPTED
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    to: str
+    text: str
+    reference: str  # our id for the message, echoed back in delivery reports
+
+
+class DeliveryStatus(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    BUFFERED = "buffered"  # the SMSC holds it (handset off, out of coverage)
+    SUBMITTED = "submitted"  # the SMSC accepted it; no word from the handset yet
+
+
+# Kannel's dlr-mask bits, also the %d value of the callback (one bit per callback).
+KANNEL_DLR_TYPES = {
+    1: DeliveryStatus.DELIVERED,
+    2: DeliveryStatus.FAILED,  # undelivered, reported by the handset's network
+    4: DeliveryStatus.BUFFERED,
+    8: DeliveryStatus.SUBMITTED,  # submit_sm_resp OK ("ACK/")
+    16: DeliveryStatus.FAILED,  # the SMSC refused submit_sm ("NACK/<code>/<reason>")
+}
+FINAL_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    reference: str
+    status: DeliveryStatus
+    dlr_type: int
+    answer: str  # the SMSC's raw receipt text (%A), kept for support
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class DlrParseError(ValueError):
+    """A delivery-report callback lacks our reference or carries an unknown type."""
+
+
+# Appended to our callback URL; `{reference}` is ours, %d and %A are filled in by Kannel.
+KANNEL_DLR_QUERY = "ref={reference}&type=%d&answer=%A"
+
+
+def kannel_dlr_url_template(callback_url: str) -> str:
+    """Our DLR callback URL with the query our parser reads (keep a secret in callback_url)."""
+    return f"{callback_url}{'&' if '?' in callback_url else '?'}{KANNEL_DLR_QUERY}"
+
+
+def parse_kannel_dlr(params: Mapping[str, str]) -> DeliveryReport:
+    """Turn the query of a Kannel DLR callback (built by kannel_dlr_url_template) into a report."""
+    reference = params.get("ref", "")
+    if not reference:
+        raise DlrParseError("delivery report without a reference")
+    raw_type = params.get("type", "")
+    try:
+        dlr_type = int(raw_type)
+        status = KANNEL_DLR_TYPES[dlr_type]
+    except (ValueError, KeyError) as exc:
+        raise DlrParseError(f"unknown Kannel DLR type {raw_type!r}") from exc
+    return DeliveryReport(reference, status, dlr_type, params.get("answer", ""))
+
+
+# -- gateways -------------------------------------------------------------------------------------
+
+# Kannel expands %X escapes anywhere in dlr-url, so a percent-encoded reference such as "%D0..."
+# would be mangled (%D is its meta-data escape). References are restricted to unreserved characters.
+_SAFE_REFERENCE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+# Kannel reads several recipients from one `to` separated by spaces: accept exactly one number.
+_RECIPIENT = re.compile(r"\+?[0-9]{3,20}")
+_TRANSIENT_STATUS = frozenset({401, 403, 408, 425, 429})
+
+
+class SmsGateway(Protocol):
+    def send(self, to: str, text: str, reference: str) -> SendResult: ...
+
+    def send_many(self, items: Iterable[OutgoingSms]) -> list[SendResult]: ...
+
+    def close(self) -> None: ...
+
+
+def classify_http_status(status_code: int) -> SendOutcome:
+    """2xx accepted; 5xx, throttling and credential refusals transient; other 4xx permanent.
+
+    A refused credential is a configuration fault, not the message's: once an operator fixes it
+    the queued notices must still go out, so it counts as transient (and should raise an alert).
+    """
+    if 200 <= status_code < 300:
+        return SendOutcome.ACCEPTED
+    if status_code >= 500 or status_code in _TRANSIENT_STATUS:
+        return SendOutcome.TRANSIENT_ERROR
+    return SendOutcome.PERMANENT_ERROR
+
+
+def _transport_failure(exc: httpx.TransportError) -> SendResult:
+    # After a read timeout the gateway may have accepted the message: a retry can duplicate it,
+    # which for a notice beats losing it. Neither Kannel nor the generic API has idempotency keys.
+    return SendResult(SendOutcome.TRANSIENT_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+def _make_client(timeout: float, max_connections: int) -> httpx.Client:
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+class _HttpGateway:
+    """Shared client lifetime and concurrent submission for the gateways below."""
+
+    def __init__(self, client: httpx.Client | None, timeout: float, concurrency: int) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._owns_client = client is None
+        self.client = client or _make_client(timeout, concurrency)
+
+    def send(self, to: str, text: str, reference: str) -> SendResult:
+        raise NotImplementedError
+
+    def send_many(self, items: Iterable[OutgoingSms]) -> list[SendResult]:
+        """Submit many messages over `concurrency` kept-alive connections; results keep order.
+
+        Each result is independent: one refused message does not stop the others.
+        """
+        batch = list(items)
+        if len(batch) <= 1 or self.concurrency == 1:
+            return [self.send(m.to, m.text, m.reference) for m in batch]
+
+        def send(message: OutgoingSms) -> SendResult:
+            return self.send(message.to, message.text, message.reference)
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batch)), thread_name_prefix="sms-send") as pool:
+            return list(pool.map(send, batch))
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class KannelGateway(_HttpGateway):
+    """Kannel's HTTP sendsms interface (smsbox), with delivery reports to our callback.
+
+    Kannel quirks handled here:
+    - sendsms answers 202 "0: Accepted for delivery", or 202 "3: Queued for later delivery" when
+      the SMSC link is down (Kannel keeps it; without a store file a restart loses it); older
+      versions answer 200 "Sent.". A full queue (sms-outgoing-queue-limit) is 503 "Temporal
+      failure, try again later."; bad credentials 403; a bad or black-listed number 400.
+    - Text is sent with charset=UTF-8; coding=2 (UCS-2) is needed for anything outside GSM-7,
+      else Kannel silently turns Cyrillic into "?" (checked: "Привет" reached the SMSC as "??????").
+    - A long text is split by Kannel itself (concatenation = true, max-messages in the
+      sendsms-user group); texts above `max_segments` are refused here before submission.
+    """
+
+    def __init__(
+        self,
+        sendsms_url: str,
+        username: str,
+        password: str,
+        sender: str,
+        dlr_url_template: str | None = None,
+        *,
+        dlr_mask: int = 1 | 2 | 16,
+        max_segments: int = 10,
+        timeout: float = 5.0,
+        concurrency: int = 8,
+        client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(client, timeout, concurrency)
+        self.sendsms_url = sendsms_url
+        self.username, self.password, self.sender = username, password, sender
+        self.dlr_url_template = dlr_url_template
+        self.dlr_mask = dlr_mask
+        self.max_segments = max_segments
+
+    def sendsms_params(self, to: str, text: str, reference: str) -> dict[str, str]:
+        """The sendsms query for one message; it carries the password, so never log it whole."""
+        if not _SAFE_REFERENCE.fullmatch(reference):
+            raise ValueError(f"reference must match {_SAFE_REFERENCE.pattern}: {reference!r}")
+        params = {
+            "username": self.username,
+            "password": self.password,
+            "from": self.sender,
+            "to": to.strip(),
+            "text": text,
+            "charset": "UTF-8",
+        }
+        if not is_gsm7(text):
+            params["coding"] = "2"
+        if self.dlr_url_template:
+            params["dlr-mask"] = str(self.dlr_mask)
+            params["dlr-url"] = self.dlr_url_template.replace("{reference}", reference)
+        return params
+
+    def send(self, to: str, text: str, reference: str) -> SendResult:
+        encoding, segments = sms_segments(text)
+        if segments > self.max_segments:
+            return SendResult(
+                SendOutcome.PERMANENT_ERROR, f"text needs {segments} {encoding} parts, the limit is {self.max_segments}"
+            )
+        if not _RECIPIENT.fullmatch(to.strip()):
+            return SendResult(SendOutcome.PERMANENT_ERROR, f"invalid recipient {to!r}")
+        params = self.sendsms_params(to, text, reference)
+        try:
+            response = self.client.get(self.sendsms_url, params=params)
+        except httpx.TransportError as exc:
+            return _transport_failure(exc)
+        answer = response.text.strip()
+        outcome = classify_http_status(response.status_code)
+        # "0:" accepted and "3:" queued are both Kannel's responsibility from here on.
+        if outcome is SendOutcome.ACCEPTED and not answer.startswith(("0:", "3:", "Sent")):
+            outcome = SendOutcome.TRANSIENT_ERROR
+        return SendResult(outcome, answer, response.status_code)
+
+
+@dataclass(frozen=True)
+class JsonFieldNames:
+    to: str = "to"
+    text: str = "text"
+    reference: str = "reference"
+    sender: str = "sender"
+
+
+class GenericHttpGateway(_HttpGateway):
+    """A JSON-over-HTTP SMS API: one POST per message, field names and auth header configurable."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sender: str | None = None,
+        auth_header: tuple[str, str] | None = None,
+        fields: JsonFieldNames | None = None,
+        extra: Mapping[str, object] | None = None,
+        timeout: float = 5.0,
+        concurrency: int = 8,
+        client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(client, timeout, concurrency)
+        self.url = url
+        self.sender = sender
+        self.headers = dict([auth_header]) if auth_header else {}
+        self.fields = fields or JsonFieldNames()
+        self.extra = dict(extra or {})
+
+    def payload(self, to: str, text: str, reference: str) -> dict[str, object]:
+        body: dict[str, object] = {
+            **self.extra,
+            self.fields.to: to.strip(),
+            self.fields.text: text,
+            self.fields.reference: reference,
+        }
+        if self.sender is not None:
+            body[self.fields.sender] = self.sender
+        return body
+
+    def send(self, to: str, text: str, reference: str) -> SendResult:
+        try:
+            response = self.client.post(self.url, json=self.payload(to, text, reference), headers=self.headers)
+        except httpx.TransportError as exc:
+            return _transport_failure(exc)
+        return SendResult(classify_http_status(response.status_code), response.text.strip()[:500], response.status_code)
