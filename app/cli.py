@@ -172,9 +172,9 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(dev_command)
     app.cli.add_command(check_config)
     app.cli.add_command(settings_doc)
-    from app.commands import kiosks, messaging, officials, operators, visitors
+    from app.commands import keys, kiosks, messaging, officials, operators, visitors
 
-    for module in (operators, visitors, officials, messaging, kiosks):
+    for module in (operators, visitors, officials, messaging, kiosks, keys):
         app.cli.add_command(module.group)
 
 

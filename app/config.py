@@ -82,6 +82,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LOOKUP_HASH_KEY", _parse_str, None, "base64 key for the keyed hashes that find personal data", secret=True
     ),
+    Setting(
+        "CONTACT_PUBLIC_KEY",
+        _parse_str,
+        "",
+        "sealed mode: X25519 public key (base64) that visitors' contact data is sealed to",
+    ),
+    Setting(
+        "CONTACT_PRIVATE_KEY",
+        _parse_str,
+        "",
+        "sealed mode: its private half, only where contacts are read",
+        secret=True,
+    ),
     Setting("PUBLIC_BASE_URL", _parse_str, "http://127.0.0.1:5000", "the address printed on posters and in messages"),
     Setting("DEFAULT_TIMEZONE", _parse_zone, "Europe/Moscow", "time zone for people whose zone is unknown"),
     Setting("RETENTION_DAYS", _parse_int, 21, "days visits, codes, exposures, notices and messages are kept"),
@@ -121,9 +134,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OIDC_CLIENT_ID", _parse_str, "", "OpenID Connect client id"),
     Setting("OIDC_CLIENT_SECRET", _parse_str, "", "OpenID Connect client secret", secret=True),
     Setting("JOBS_LOCK_PATH", _parse_str, "", "SQLite only: lock file for the single active jobs process"),
-    Setting(
-        "RATELIMIT_STORAGE_URI", _parse_str, "memory://", "rate-limit counters (shared store for many nodes)"
-    ),
+    Setting("RATELIMIT_STORAGE_URI", _parse_str, "memory://", "rate-limit counters (shared store for many nodes)"),
     Setting("LOG_FORMAT", _parse_choice("json", "text"), "json", "json for production, text for a terminal"),
     Setting("LOG_LEVEL", _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
 )

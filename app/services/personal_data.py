@@ -3,6 +3,12 @@
 Ciphertext layout: version byte 0x01, key-id length, key id (ASCII), 12-byte nonce, AES-256-GCM
 ciphertext with tag. The key id lets old rows stay readable after a key rotation; the lookup hash uses a
 separate key so that finding a row never needs the decryption key.
+
+Sealed mode (key separation): when CONTACT_PUBLIC_KEY is configured, visitors' contact data (phone
+numbers, account subjects, message recipients) is sealed to that X25519 public key instead (layout:
+version byte 0x02, then a libsodium sealed box binding nothing else). The web tier only needs the public
+half: it can store a number it was just given, but cannot read any stored one. Only processes that also
+hold CONTACT_PRIVATE_KEY (the notice dispatcher, the officials' deployment) can open them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 
 FORMAT_VERSION = 1
+SEALED_VERSION = 2
+# Contact data of visitors: sealed in sealed mode. Staff e-mails and service secrets are not.
+SEALED_CONTEXTS = frozenset({"phone", "oidc_subject", "recipient"})
 
 
 class PersonalDataError(Exception):
@@ -37,16 +46,46 @@ class Keyring:
 
     keys: tuple[tuple[str, bytes], ...]
     lookup_key: bytes
+    contact_public_key: bytes | None = None
+    contact_private_key: bytes | None = None
 
     @classmethod
-    def from_config(cls, encryption_keys: str, lookup_key: str) -> Keyring:
+    def from_config(
+        cls,
+        encryption_keys: str,
+        lookup_key: str,
+        contact_public_key: str = "",
+        contact_private_key: str = "",
+    ) -> Keyring:
+        public = _decode_key(contact_public_key) if contact_public_key else None
+        private = _decode_key(contact_private_key) if contact_private_key else None
+        if private is not None:
+            from nacl.public import PrivateKey
+
+            derived = bytes(PrivateKey(private).public_key)
+            if public is not None and derived != public:
+                raise ValueError("CONTACT_PRIVATE_KEY does not belong to CONTACT_PUBLIC_KEY")
+            public = derived
         parsed = []
         for item in encryption_keys.split(","):
             kid, sep, raw = item.strip().partition(":")
             if not sep or not kid or len(kid) > 16 or not kid.isascii():
                 raise ValueError("DATA_ENCRYPTION_KEYS entries look like 'kid:base64key'")
             parsed.append((kid, _decode_key(raw)))
-        return cls(keys=tuple(parsed), lookup_key=_decode_key(lookup_key))
+        return cls(
+            keys=tuple(parsed),
+            lookup_key=_decode_key(lookup_key),
+            contact_public_key=public,
+            contact_private_key=private,
+        )
+
+    @property
+    def is_sealed_mode(self) -> bool:
+        return self.contact_public_key is not None
+
+    @property
+    def can_open_sealed(self) -> bool:
+        return self.contact_private_key is not None
 
     @property
     def current_kid(self) -> str:
@@ -55,6 +94,11 @@ class Keyring:
     def encrypt(self, value: str, *, context: str) -> bytes:
         """Encrypt a value. `context` (e.g. "phone") is bound as associated data, so a ciphertext
         copied into another column fails to decrypt."""
+        if self.contact_public_key is not None and context in SEALED_CONTEXTS:
+            from nacl.public import PublicKey, SealedBox
+
+            sealed_box = SealedBox(PublicKey(self.contact_public_key)).encrypt(f"{context}\x00{value}".encode())
+            return bytes([SEALED_VERSION]) + sealed_box
         kid, key = self.keys[0]
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, value.encode(), context.encode())
@@ -62,6 +106,8 @@ class Keyring:
         return bytes([FORMAT_VERSION, len(kid_bytes)]) + kid_bytes + nonce + sealed
 
     def decrypt(self, blob: bytes, *, context: str) -> str:
+        if blob[:1] == bytes([SEALED_VERSION]):
+            return self._open_sealed(blob, context)
         if len(blob) < 2 or blob[0] != FORMAT_VERSION:
             raise PersonalDataError("unknown ciphertext format")
         kid_len = blob[1]
@@ -74,6 +120,27 @@ class Keyring:
             return AESGCM(key).decrypt(nonce, blob[14 + kid_len :], context.encode()).decode()
         except InvalidTag as exc:
             raise PersonalDataError("ciphertext failed authentication") from exc
+
+    def _open_sealed(self, blob: bytes, context: str) -> str:
+        if self.contact_private_key is None:
+            raise PersonalDataError("this process holds no CONTACT_PRIVATE_KEY and cannot read sealed contact data")
+        from nacl.exceptions import CryptoError
+        from nacl.public import PrivateKey, SealedBox
+
+        try:
+            opened = SealedBox(PrivateKey(self.contact_private_key)).decrypt(blob[1:]).decode()
+        except CryptoError as exc:
+            raise PersonalDataError("sealed value failed authentication") from exc
+        sealed_context, sep, value = opened.partition("\x00")
+        if not sep or sealed_context != context:
+            raise PersonalDataError("sealed value belongs to another column")
+        return value
+
+    def needs_rewrap(self, blob: bytes) -> bool:
+        """True when a stored value is not under the current key (or not sealed while sealed mode is on)."""
+        if blob[:1] == bytes([SEALED_VERSION]):
+            return False
+        return self.key_id_of(blob) != self.current_kid
 
     def key_id_of(self, blob: bytes) -> str:
         return blob[2 : 2 + blob[1]].decode(errors="replace")
