@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, request
 
 # No inline scripts or styles anywhere: pages load only their own static files. form-action 'self'
 # also covers redirects after a form post in Chromium, so sign-in with an external provider starts
@@ -16,6 +16,13 @@ CSP = (
 
 def init_security_headers(app: Flask) -> None:
     is_https = app.config["PUBLIC_BASE_URL"].startswith("https://")
+
+    @app.before_request
+    def _refuse_oversized() -> None:
+        # Werkzeug enforces MAX_CONTENT_LENGTH only when a view reads the body; refuse before routing.
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is not None and request.content_length > limit:
+            abort(413, "The request is too large.")
 
     @app.after_request
     def _headers(response: Response) -> Response:
