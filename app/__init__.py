@@ -30,7 +30,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(config["DATABASE_URL"])
     app.config["TESTING"] = config["APP_ENV"] == "testing" or bool(app.config.get("TESTING"))
-    app.config.setdefault("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # posters, CSV imports and kiosk batches fit
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
