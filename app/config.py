@@ -109,6 +109,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUTO_APPROVE_AFTER_MINUTES", _parse_int, 0, "approve exposures automatically after this delay; 0 = never"),
     Setting("QUIET_HOURS_START", _parse_hhmm, "22:00", "no SMS (except one-time codes) from this local time"),
     Setting("QUIET_HOURS_END", _parse_hhmm, "09:00", "... until this local time"),
+    Setting("OTP_TTL_SECONDS", _parse_int, 300, "how long an SMS sign-in code is valid"),
+    Setting("OTP_MAX_ATTEMPTS", _parse_int, 5, "wrong guesses allowed per SMS code"),
+    Setting("OTP_PER_NUMBER_PER_HOUR", _parse_int, 3, "SMS codes one phone number may receive per hour"),
+    Setting("OTP_PER_DEVICE_PER_HOUR", _parse_int, 10, "SMS codes one browser may request per hour"),
+    Setting("OTP_PER_ADDRESS_PER_HOUR", _parse_int, 20, "SMS codes one IP address may request per hour"),
+    Setting("DEVICE_COOKIE_DAYS", _parse_int, 365, "how long a phone stays remembered after a confirmed code"),
+    Setting("KIOSK_CODE_STEP_SECONDS", _parse_int, 10, "how often a kiosk's on-screen QR changes"),
+    Setting("KIOSK_CODE_WINDOW_STEPS", _parse_int, 1, "time steps of tolerance when checking rotating codes"),
+    Setting("DISPATCH_BATCH_SIZE", _parse_int, 500, "messages claimed per dispatcher round"),
+    Setting("DISPATCH_MAX_ATTEMPTS", _parse_int, 8, "send attempts before a message is marked failed"),
+    Setting("DISPATCH_CONCURRENCY", _parse_int, 8, "parallel gateway submissions per dispatcher"),
+    Setting("OFFICIAL_SESSION_MINUTES", _parse_int, 30, "officials are signed out after this much inactivity"),
     Setting(
         "SMS_CHANNEL", _parse_choice("log", "kannel", "http"), "log", "log prints messages; kannel or http send them"
     ),

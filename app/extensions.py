@@ -31,7 +31,10 @@ def _sqlite_pragmas(dbapi_connection: object, connection_record: object) -> None
 
 def _sqlite_begin(conn: object) -> None:
     if conn.dialect.name == "sqlite":  # type: ignore[attr-defined]
-        conn.exec_driver_sql("BEGIN")  # type: ignore[attr-defined]
+        # IMMEDIATE takes the write lock up front and waits for it (busy timeout). A deferred
+        # transaction that reads first and writes later fails at once with "database is locked"
+        # when another process committed in between, which several web workers make common.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
 
 
 def _install_sqlite_hooks() -> None:

@@ -51,6 +51,8 @@ class LoginCode(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     phone_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # The number itself, encrypted: a person is created only after the code is confirmed.
+    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     expires_at: Mapped[datetime]

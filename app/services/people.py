@@ -80,3 +80,76 @@ def phone_of(person: Person) -> str | None:
     if person.phone_enc is None:
         return None
     return keyring().decrypt(person.phone_enc, context=PHONE)
+
+
+def erase_person(person: Person, now: datetime) -> bool:
+    """Erase everything the visitor gave us, in the caller's transaction; returns True if the row went too.
+
+    Deleted: visits (with their companions and the exposures found for them), the person's places as
+    someone else's companion, remembered devices, sign-in codes, personal code keys, notices and
+    queued or sent messages. Kept: audit entries (the law requires them; they hold no number). A
+    person with a case on record keeps the Person row and its encrypted number, which the health
+    officials' case record refers to, but loses the account link and everything listed above.
+    An active case not yet matched refuses erasure (409): its visits are still needed to warn others.
+    """
+    from sqlalchemy import delete, update
+
+    from app.errors import ConflictError
+    from app.models import (
+        Case,
+        CaseStatus,
+        Checkin,
+        Companion,
+        Exposure,
+        LoginCode,
+        Notice,
+        OutboxMessage,
+        PersonalCodeKey,
+        RememberedDevice,
+    )
+    from app.services import audit
+
+    cases = db.session.scalars(select(Case).where(Case.person_id == person.id)).all()
+    if any(c.status == CaseStatus.ACTIVE and c.matched_at is None for c in cases):
+        raise ConflictError(
+            "Your data is part of a health case that is still being processed; please try again in a day."
+        )
+    visit_ids = select(Checkin.id).where(Checkin.person_id == person.id).scalar_subquery()
+    statements = [
+        delete(OutboxMessage).where(OutboxMessage.person_id == person.id),
+        update(Exposure).where(Exposure.case_checkin_id.in_(visit_ids)).values(case_checkin_id=None),
+        delete(Exposure).where(Exposure.person_id == person.id),
+        delete(Exposure).where(Exposure.checkin_id.in_(visit_ids)),
+        update(Notice).where(Notice.checkin_id.in_(visit_ids)).values(checkin_id=None),
+        delete(OutboxMessage).where(
+            OutboxMessage.notice_id.in_(select(Notice.id).where(Notice.person_id == person.id).scalar_subquery())
+        ),
+        delete(Notice).where(Notice.person_id == person.id),
+        delete(Companion).where(Companion.checkin_id.in_(visit_ids)),
+        update(Companion).where(Companion.person_id == person.id).values(person_id=None),
+        delete(Checkin).where(Checkin.person_id == person.id),
+        delete(RememberedDevice).where(RememberedDevice.person_id == person.id),
+        delete(PersonalCodeKey).where(PersonalCodeKey.person_id == person.id),
+    ]
+    if person.phone_hash is not None:
+        statements.append(delete(LoginCode).where(LoginCode.phone_hash == person.phone_hash))
+    for statement in statements:
+        db.session.execute(statement, execution_options={"synchronize_session": False})
+    audit.record("visitor", person.id, "erase_data", now=now, subject_person_id=person.id)
+    if cases:
+        person.oidc_subject_hash = None
+        person.oidc_subject_enc = None
+        person.email_hash = None
+        person.email_enc = None
+        db.session.flush()
+        return False
+    db.session.execute(delete(Person).where(Person.id == person.id), execution_options={"synchronize_session": False})
+    db.session.expunge(person)
+    db.session.flush()
+    return True
+
+
+def set_phone(person: Person, phone_e164: str) -> None:
+    person.phone_hash = phone_lookup(phone_e164)
+    person.phone_enc = keyring().encrypt(phone_e164, context=PHONE)
+    db.session.flush()

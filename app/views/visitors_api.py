@@ -1,7 +1,157 @@
-"""Visitors' JSON API for a city app: check-in, check-out, my visits."""
+"""Visitors' JSON API for a city app: sign-in by SMS code, check-in, check-out, my visits.
+
+CSRF-exempt, so every write requires `Content-Type: application/json` (a cross-site form cannot send
+it) and a device token: `Authorization: Bearer <token>` or the remembered-device cookie.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from app.errors import DomainError, NotFoundError, ValidationError
+from app.extensions import db, limiter
+from app.models import Checkin, CheckinSource, Person, Venue, utcnow
+from app.services import checkins, posters, sign_in
+from app.views.visitors import current_person
 
 bp = Blueprint("visitors_api", __name__, url_prefix="/api/v1")
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+
+
+def _json() -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("Send the request body as JSON (Content-Type: application/json).")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("The request body must be a JSON object.")
+    return body
+
+
+def _string(body: dict[str, Any], name: str, max_len: int, required: bool = True) -> str:
+    value = body.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ValidationError(f"'{name}' must be a string of 1 to {max_len} characters.", field=name)
+    return value
+
+
+def _person(now: datetime) -> Person:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        try:
+            person = sign_in.person_for_device(header[7:].strip(), now)
+        except sign_in.DeviceRevoked as exc:
+            raise Unauthorized(exc.message) from None
+    else:
+        person, _ = current_person(now)
+    if person is None:
+        raise Unauthorized("Sign in first: send a device token as 'Authorization: Bearer <token>'.")
+    return person
+
+
+def _requests() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="login-code-request")
+
+
+def _visit_json(visit: Checkin, venue: Venue | None = None) -> dict[str, Any]:
+    venue = venue or db.session.get(Venue, visit.venue_id)
+    return {
+        "id": visit.id,
+        "venue": {"name": venue.name if venue else "", "short_code": venue.short_code if venue else ""},
+        "party_size": visit.party_size,
+        "source": visit.source.value,
+        "checked_in_at": visit.checked_in_at.isoformat(),
+        "planned_checkout_at": visit.planned_checkout_at.isoformat(),
+        "checked_out_at": visit.checked_out_at.isoformat() if visit.checked_out_at else None,
+        "checkout_reason": visit.checkout_reason.value if visit.checkout_reason else None,
+    }
+
+
+@bp.post("/visitors/code")
+@limiter.limit(lambda: f"{sign_in.setting('OTP_PER_ADDRESS_PER_HOUR')}/hour", scope="visitor-code-address")
+def request_code() -> Any:
+    body = _json()
+    lang = body.get("lang") if body.get("lang") in ("ru", "en") else "ru"
+    created = sign_in.request_code(_string(body, "phone", 32), utcnow(), lang=lang)
+    return jsonify(
+        request_id=_requests().dumps(created.login_code.id),
+        sent_to=created.masked_phone,
+        expires_in=sign_in.setting("OTP_TTL_SECONDS"),
+    ), 202
+
+
+@bp.post("/visitors/code/confirm")
+def confirm_code() -> Any:
+    body = _json()
+    try:
+        login_code_id = _requests().loads(_string(body, "request_id", 200))
+    except BadSignature:
+        raise NotFoundError("This sign-in has expired; please ask for a new code.") from None
+    code = _string(body, "code", 16)
+    try:
+        _person_row, token = sign_in.confirm_code(login_code_id, code, utcnow())
+    except sign_in.CodeRefused:
+        # The counted attempt must stick even though the answer is a refusal.
+        db.session.commit()
+        raise
+    return jsonify(device_token=token, expires_in_days=sign_in.setting("DEVICE_COOKIE_DAYS")), 200
+
+
+@bp.post("/checkins")
+def check_in() -> Any:
+    now = utcnow()
+    body = _json()
+    person = _person(now)
+    ref = posters.resolve_poster_token(_string(body, "poster_token", posters.MAX_TOKEN_CHARS), now)
+    party_size = body.get("party_size", 1)
+    phones = body.get("companion_phones", [])
+    if (
+        not isinstance(phones, list)
+        or len(phones) > checkins.MAX_PARTY_SIZE
+        or not all(isinstance(p, str) for p in phones)
+    ):
+        raise ValidationError("'companion_phones' must be a list of phone numbers.", field="companion_phones")
+    result = checkins.check_in(
+        person, ref.venue, ref.entrance, CheckinSource.POSTER, now, party_size=party_size, companion_phones=phones
+    )
+    payload = {
+        "status": result.status,
+        "checkin": _visit_json(result.checkin, ref.venue),
+        "ended": _visit_json(result.ended) if result.ended else None,
+    }
+    return jsonify(payload), 201 if result.status == "created" else 200
+
+
+@bp.post("/checkins/current/checkout")
+def check_out() -> Any:
+    now = utcnow()
+    _json()
+    visit = checkins.check_out(_person(now), now)
+    if visit is None:
+        raise NotFoundError("You have no active visit.")
+    return jsonify(checkin=_visit_json(visit)), 200
+
+
+@bp.get("/me/visits")
+def my_visits() -> Any:
+    now = utcnow()
+    person = _person(now)
+    retention = int(current_app.config["RETENTION_DAYS"])
+    items = []
+    for visit in checkins.visits_of(person, now, retention):
+        item = _visit_json(visit)
+        item["deleted_after"] = (visit.checked_in_at + timedelta(days=retention)).isoformat()
+        items.append(item)
+    return jsonify(visits=items), 200

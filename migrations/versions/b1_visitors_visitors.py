@@ -16,8 +16,11 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # A login code keeps the (encrypted) number so the person is created only after confirmation.
+    with op.batch_alter_table('login_codes', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('phone_enc', sa.LargeBinary(), nullable=True))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('login_codes', schema=None) as batch_op:
+        batch_op.drop_column('phone_enc')

@@ -1,0 +1,115 @@
+"""Visitor-facing strings in Russian (the default) and English: a plain dictionary, no catalogue tooling."""
+
+from __future__ import annotations
+
+LANGUAGES = ("ru", "en")
+DEFAULT_LANGUAGE = "ru"
+
+STRINGS: dict[str, tuple[str, str]] = {
+    # SMS texts: short, one segment where possible.
+    "sms_code": ("Код для входа: {code}. Никому его не сообщайте.", "Your sign-in code: {code}. Do not share it."),
+    "sms_checked_in": (
+        "Вы отмечены: {venue}, {start}, до {end}. Выход: ВЫХОД на {short}",
+        "Checked in: {venue}, {start}, until {end}. To leave text OUT to {short}",
+    ),
+    "sms_continued": (
+        "Вы уже отмечены: {venue}, до {end}. Выход: ВЫХОД на {short}",
+        "Already checked in: {venue}, until {end}. To leave text OUT to {short}",
+    ),
+    "sms_checked_out": ("Выход отмечен: {venue}, {end}. Спасибо!", "Checked out: {venue}, {end}. Thank you!"),
+    "sms_nothing_open": ("Активного посещения нет.", "You have no active visit."),
+    "sms_unknown_code": (
+        "Код {code} не найден. Отправьте 9 цифр с плаката, например 123456789",
+        "Code {code} not found. Send the 9 digits from the poster, e.g. 123456789",
+    ),
+    "sms_closed": ("Заведение {code} больше не принимает отметки.", "Venue {code} no longer takes check-ins."),
+    "sms_help": (
+        "Отправьте 9-значный код с плаката (и число гостей: 123456789 3). Выход: ВЫХОД",
+        "Send the 9-digit code from the poster (and party size: 123456789 3). To leave: OUT",
+    ),
+    "sms_bad_party": ("Число гостей: от 1 до 50, например 123456789 3", "Party size: 1 to 50, e.g. 123456789 3"),
+    "too_many_codes": (
+        "Слишком много кодов для этого номера. Попробуйте через час.",
+        "Too many codes for this number. Please try again in an hour.",
+    ),
+    # Pages.
+    "check_in": ("Отметиться", "Check in"),
+    "check_out": ("Завершить посещение", "Check out"),
+    "you_are_at": ("Вы у входа", "You are at"),
+    "party_size": ("Сколько вас, включая вас", "How many of you, including you"),
+    "companion_phones": (
+        "Телефоны спутников (необязательно, по одному в строке) — их тоже предупредят",
+        "Companions' phone numbers (optional, one per line) — they will be notified too",
+    ),
+    "phone": ("Номер мобильного телефона", "Mobile phone number"),
+    "send_code": ("Получить код по SMS", "Send me a code by SMS"),
+    "code": ("Код из SMS", "Code from the SMS"),
+    "code_sent": ("Мы отправили код на номер {phone}.", "We sent a code to {phone}."),
+    "confirm": ("Подтвердить и отметиться", "Confirm and check in"),
+    "confirm_only": ("Подтвердить", "Confirm"),
+    "other_number": ("Другой номер", "Use another number"),
+    "or": ("или", "or"),
+    "mosru": ("Войти через mos.ru", "Sign in with mos.ru"),
+    "sms_hint": (
+        "Нет смартфона? Отправьте код {code} в SMS на номер {short}.",
+        "No smartphone? Text {code} to {short}.",
+    ),
+    "checked_in_title": ("Вы отмечены", "You are checked in"),
+    "continued_title": ("Вы уже отмечены здесь", "You are already checked in here"),
+    "checked_out_title": ("Посещение завершено", "You have checked out"),
+    "since": ("С", "Since"),
+    "planned_end": ("Плановое окончание", "Planned end"),
+    "ended_previous": ("Предыдущее посещение ({venue}) завершено.", "Your previous visit ({venue}) was ended."),
+    "my_visits": ("Мои посещения", "My visits"),
+    "visits": ("Посещения", "Visits"),
+    "no_visits": ("Посещений нет.", "No visits."),
+    "deleted_on": ("удалится", "deleted on"),
+    "open_visit": ("идёт сейчас", "in progress"),
+    "notices": ("Уведомления", "Notices"),
+    "no_notices": ("Уведомлений нет.", "No notices."),
+    "mark_read": ("Прочитано", "Mark as read"),
+    "devices": ("Устройства", "Devices"),
+    "this_device": ("это устройство", "this device"),
+    "revoke": ("Выйти на этом устройстве", "Sign this device out"),
+    "revoked": ("отключено", "signed out"),
+    "personal_qr": ("Личный QR-код для сканера на входе", "Personal QR code for the door scanner"),
+    "personal_qr_hint": (
+        "Код меняется каждые 30 секунд. Обновите страницу, если сканер его не принял.",
+        "The code changes every 30 seconds. Reload the page if the scanner refuses it.",
+    ),
+    "erase": ("Удалить мои данные", "Erase my data"),
+    "erase_confirm_title": ("Удалить все ваши данные?", "Erase all your data?"),
+    "erase_confirm_text": (
+        "Будут удалены посещения, спутники, устройства, коды, уведомления и ваш номер. Это нельзя отменить. "
+        "Записи журнала доступа хранятся по закону.",
+        "Your visits, companions, devices, codes, notices and your number will be deleted. This cannot be "
+        "undone. Access log entries are kept as the law requires.",
+    ),
+    "erase_yes": ("Да, удалить", "Yes, erase"),
+    "erased": ("Ваши данные удалены.", "Your data has been erased."),
+    "cancel": ("Отмена", "Cancel"),
+    "sign_in_title": ("Вход", "Sign in"),
+    "language_other": ("English", "Русский"),
+    "correct": ("Исправить время", "Correct the times"),
+    "from": ("Начало", "From"),
+    "to": ("Окончание", "To"),
+    "save": ("Сохранить", "Save"),
+    "kiosk_stale": (
+        "Этот код уже сменился. Отсканируйте код на экране ещё раз.",
+        "This code has changed. Please scan the code on the screen again.",
+    ),
+    "device_revoked": (
+        "Этот телефон был отключён. Подтвердите номер ещё раз.",
+        "This phone was signed out. Please confirm your number again.",
+    ),
+}
+
+
+def normalise_language(value: str | None) -> str:
+    return value if value in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def t(key: str, lang: str = DEFAULT_LANGUAGE, **values: object) -> str:
+    ru, en = STRINGS[key]
+    text = en if lang == "en" else ru
+    return text.format(**values) if values else text

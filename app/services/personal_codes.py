@@ -1,0 +1,95 @@
+"""Keys behind a visitor's rotating personal QR code and Bluetooth token (formats: docs/kiosk-protocols.md).
+
+The key's row id is the `person_ref` (QR) or `key_id` (Bluetooth) that travels in the code, so a
+revoked key stops every code made from it and the code never carries the person's id.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Person, PersonalCodeKey
+from app.services.personal_data import keyring
+from venue_kiosk import codes
+
+KEY_CONTEXT = "personal-code-key"
+PURPOSES = ("qr", "ble")
+
+
+def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
+    """The person's current key for `purpose`, created on first use."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown personal code purpose {purpose!r}")
+    key = db.session.scalar(
+        select(PersonalCodeKey)
+        .where(
+            PersonalCodeKey.person_id == person.id,
+            PersonalCodeKey.purpose == purpose,
+            PersonalCodeKey.revoked_at.is_(None),
+        )
+        .order_by(PersonalCodeKey.id.desc())
+        .limit(1)
+    )
+    if key is not None:
+        return key
+    raw = secrets.token_bytes(32)
+    key = PersonalCodeKey(
+        person_id=person.id,
+        purpose=purpose,
+        key_enc=keyring().encrypt(base64.b64encode(raw).decode(), context=KEY_CONTEXT),
+        created_at=now,
+    )
+    db.session.add(key)
+    db.session.flush()
+    return key
+
+
+def key_bytes(key: PersonalCodeKey) -> bytes:
+    return base64.b64decode(keyring().decrypt(key.key_enc, context=KEY_CONTEXT))
+
+
+def current_qr_code(person: Person, now: datetime) -> str:
+    """The personal code for the step holding `now` (what the phone shows as a QR)."""
+    key = active_key(person, "qr", now)
+    return codes.personal_code(key_bytes(key), key.id, now)
+
+
+def key_lookup(purpose: str) -> object:
+    """A `key_lookup(ref) -> bytes | None` for venue_kiosk.codes verifiers."""
+
+    def lookup(ref: int) -> bytes | None:
+        key = db.session.get(PersonalCodeKey, ref)
+        if key is None or key.purpose != purpose or key.revoked_at is not None:
+            return None
+        return key_bytes(key)
+
+    return lookup
+
+
+def person_for_qr_code(raw: str, now: datetime, window_steps: int = 1) -> Person | None:
+    """The person whose personal QR code this is, if it is genuine and current; else None."""
+    try:
+        parsed = codes.parse_personal_code(raw)
+    except codes.PersonalCodeError:
+        return None
+    verified = codes.verify_personal_code(parsed, key_lookup("qr"), now, window_steps)  # type: ignore[arg-type]
+    if verified is None:
+        return None
+    key = db.session.get(PersonalCodeKey, verified.person_ref)
+    return db.session.get(Person, key.person_id) if key is not None else None
+
+
+def revoke_keys(person: Person, now: datetime) -> int:
+    """Revoke every key of the person (a new one is made on next use); returns how many."""
+    keys = db.session.scalars(
+        select(PersonalCodeKey).where(PersonalCodeKey.person_id == person.id, PersonalCodeKey.revoked_at.is_(None))
+    ).all()
+    for key in keys:
+        key.revoked_at = now
+    db.session.flush()
+    return len(keys)

@@ -1,0 +1,266 @@
+"""Check-in throughput: the JSON check-in endpoint under gunicorn, against a bare "hello" route.
+
+Usage:
+  .venv/bin/python bench/bench_checkin.py --database-url sqlite:////tmp/bench.sqlite3 --rows 100000
+  .venv/bin/python bench/bench_checkin.py --database-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres \
+      --rows 1000000
+
+Steps: generate the shared workload (../shared/bench/gen_workload.py), migrate an empty database,
+bulk-load venues, people and visits (executemany; COPY on PostgreSQL), give BENCH_DEVICES people a
+remembered device and every venue a poster, start gunicorn on loopback, and drive it with wrk (Debian
+package) for the same duration against /hello and against POST /api/v1/checkins with random
+(device, poster) pairs. Prints requests/s for both and the ratio, with the conditions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GEN = ROOT.parent / "shared" / "bench" / "gen_workload.py"
+BENCH_DEVICES = 2000
+
+WSGI = """
+from app import create_app
+app = create_app()
+
+@app.get("/hello")
+def hello():
+    return "hello"
+"""
+
+LUA = """
+local devices = {%(devices)s}
+local posters = {%(posters)s}
+math.randomseed(os.time())
+request = function()
+  local d = devices[math.random(#devices)]
+  local p = posters[math.random(#posters)]
+  return wrk.format("POST", "/api/v1/checkins",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. d},
+    '{"poster_token": "' .. p .. '"}')
+end
+"""
+
+
+def env_for(url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "APP_ENV": "production",
+        "DATABASE_URL": url,
+        "SECRET_KEY": "bench-secret",
+        "DATA_ENCRYPTION_KEYS": "b1:" + base64.urlsafe_b64encode(b"b" * 32).decode(),
+        "LOOKUP_HASH_KEY": base64.urlsafe_b64encode(b"l" * 32).decode(),
+        "PUBLIC_BASE_URL": "http://127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def load(url: str, rows: int, workdir: Path) -> tuple[list[str], list[str], float]:
+    """Migrate and bulk-load; returns (device tokens, poster tokens, seconds spent loading)."""
+    os.environ.update(env_for(url))
+    sys.path.insert(0, str(ROOT))
+    from flask_migrate import upgrade
+    from sqlalchemy import insert, text
+
+    from app import create_app
+    from app.extensions import db
+    from app.models import Checkin, Entrance, Organisation, Person, Venue
+    from app.services import posters, sign_in
+    from app.services.personal_data import keyring
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    data = workdir / "workload"
+    visitors = max(20_000, rows // 10)
+    subprocess.run(
+        [
+            sys.executable,
+            str(GEN),
+            str(data),
+            "--checkins",
+            str(rows),
+            "--visitors",
+            str(visitors),
+            "--now",
+            now.strftime("%Y-%m-%dT%H:%M:%S"),
+        ],
+        check=True,
+    )
+    app = create_app()
+    started = time.perf_counter()
+    with app.app_context():
+        if url.startswith("postgresql"):
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        upgrade(directory=str(ROOT / "migrations"))
+        org = Organisation(name="Bench")
+        db.session.add(org)
+        db.session.flush()
+        venues = []
+        with (data / "venues.csv").open() as f:
+            for vid, code, name in csv.reader(f):
+                venue = Venue(id=int(vid), organisation_id=org.id, name=name, short_code=f"{int(code):09d}")
+                venue.entrances.append(Entrance(name="Main entrance"))
+                venues.append(venue)
+        db.session.add_all(venues)
+        db.session.flush()
+        ring = keyring()
+        with (data / "visitors.csv").open() as f:
+            people_rows = [
+                {
+                    "id": int(pid),
+                    "phone_hash": ring.lookup_hash(phone, context="phone"),
+                    "phone_enc": ring.encrypt(phone, context="phone"),
+                    "preferred_language": "ru",
+                    "timezone": "Europe/Moscow",
+                    "created_at": now,
+                }
+                for pid, phone, _first, _last in csv.reader(f)
+            ]
+        db.session.execute(insert(Person), people_rows)
+        entrance_of = {v.id: v.entrances[0].id for v in venues}
+        with (data / "checkins.csv").open() as f:
+            visit_rows = [
+                (int(cid), int(pid), int(vid), entrance_of[int(vid)], t_in, t_out)
+                for cid, pid, vid, t_in, t_out in csv.reader(f)
+            ]
+        db.session.commit()
+        if url.startswith("postgresql"):
+            raw = db.engine.raw_connection()
+            try:
+                with (
+                    raw.cursor() as cur,
+                    cur.copy(
+                        "COPY checkins (id, person_id, venue_id, entrance_id, party_size, source, checked_in_at, "
+                        "planned_checkout_at, checked_out_at, checkout_reason, created_at) FROM STDIN"
+                    ) as copy,
+                ):
+                    for cid, pid, vid, eid, t_in, t_out in visit_rows:
+                        copy.write_row((cid, pid, vid, eid, 1, "poster", t_in, t_out, t_out, "visitor", t_in))
+                    del visit_rows
+                raw.commit()
+                with raw.cursor() as cur:
+                    cur.execute("SELECT setval('checkins_id_seq', (SELECT max(id) FROM checkins))")
+                    cur.execute("SELECT setval('people_id_seq', (SELECT max(id) FROM people))")
+                    cur.execute("ANALYZE")
+                raw.commit()
+            finally:
+                raw.close()
+        else:
+            chunk = 50_000
+            for i in range(0, len(visit_rows), chunk):
+                db.session.execute(
+                    insert(Checkin),
+                    [
+                        {
+                            "id": cid,
+                            "person_id": pid,
+                            "venue_id": vid,
+                            "entrance_id": eid,
+                            "party_size": 1,
+                            "source": "poster",
+                            "checked_in_at": datetime.fromisoformat(t_in),
+                            "planned_checkout_at": datetime.fromisoformat(t_out),
+                            "checked_out_at": datetime.fromisoformat(t_out),
+                            "checkout_reason": "visitor",
+                            "created_at": datetime.fromisoformat(t_in),
+                        }
+                        for cid, pid, vid, eid, t_in, t_out in visit_rows[i : i + chunk]
+                    ],
+                )
+            db.session.commit()
+            db.session.execute(text("ANALYZE"))
+            db.session.commit()
+        devices = []
+        for pid in range(2, 2 + BENCH_DEVICES):
+            devices.append(sign_in.remember_device(db.session.get(Person, pid), now))
+        poster_tokens = [posters.issue_poster(v.entrances[0], now)[1] for v in db.session.query(Venue).all()]
+        db.session.commit()
+        db.engine.dispose()
+    return devices, poster_tokens, time.perf_counter() - started
+
+
+def wrk(port: int, path: str, seconds: int, connections: int, script: Path | None) -> float:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        print(f"  WARNING: {non2xx.group(1)} non-2xx responses on {path}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8731)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
+    devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
+    (workdir / "bench_wsgi.py").write_text(WSGI)
+    script = workdir / "checkin.lua"
+    script.write_text(
+        LUA
+        % {
+            "devices": ",".join(json.dumps(d) for d in devices),
+            "posters": ",".join(json.dumps(p) for p in poster_tokens),
+        }
+    )
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--workers",
+            str(args.workers),
+            "--bind",
+            f"127.0.0.1:{args.port}",
+            "--chdir",
+            str(workdir),
+            "--pythonpath",
+            str(ROOT),
+            "bench_wsgi:app",
+        ],
+        env=env_for(args.database_url),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3)
+        wrk(args.port, "/hello", 2, args.connections, None)  # warm-up
+        wrk(args.port, "/api/v1/checkins", 2, args.connections, script)
+        hello = wrk(args.port, "/hello", args.seconds, args.connections, None)
+        checkin = wrk(args.port, "/api/v1/checkins", args.seconds, args.connections, script)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
+    print(
+        f"conditions: {backend}, {args.rows} visits pre-loaded (loaded in {load_s:.0f} s), gunicorn sync "
+        f"workers={args.workers}, wrk -t2 -c{args.connections} -d{args.seconds}s on loopback, "
+        f"{os.cpu_count()} CPUs shared by server, database and load generator, {len(devices)} devices x "
+        f"{len(poster_tokens)} posters"
+    )
+    print(f"hello:    {hello:8.0f} requests/s")
+    print(f"check-in: {checkin:8.0f} requests/s  ({checkin / hello:.0%} of hello)")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

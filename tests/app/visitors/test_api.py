@@ -1,0 +1,113 @@
+"""The visitors' JSON API: code, confirm, check in, check out, my visits; JSON-only writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from app.models import Checkin, LoginCode
+
+from .conftest import Poster, last_code_sent_to
+
+PHONE = "+79169100001"
+
+
+def device_token(client: FlaskClient, db: Any, phone: str = PHONE) -> str:
+    asked = client.post("/api/v1/visitors/code", json={"phone": phone})
+    assert asked.status_code == 202, asked.json
+    confirmed = client.post(
+        "/api/v1/visitors/code/confirm",
+        json={"request_id": asked.json["request_id"], "code": last_code_sent_to(db, phone)},
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    return confirmed.json["device_token"]
+
+
+def test_sign_in_check_in_continue_and_check_out(client: FlaskClient, db: Any, poster: Poster) -> None:
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    first = client.post("/api/v1/checkins", json={"poster_token": poster.token, "party_size": 2}, headers=auth)
+    assert first.status_code == 201, first.json
+    assert first.json["status"] == "created"
+    assert first.json["checkin"]["venue"]["name"] == "Кафе «Тест»"
+    again = client.post("/api/v1/checkins", json={"poster_token": poster.token}, headers=auth)
+    assert again.status_code == 200
+    assert again.json["checkin"]["id"] == first.json["checkin"]["id"]
+    mine = client.get("/api/v1/me/visits", headers=auth)
+    assert [v["id"] for v in mine.json["visits"]] == [first.json["checkin"]["id"]]
+    assert mine.json["visits"][0]["deleted_after"]
+    out = client.post("/api/v1/checkins/current/checkout", json={}, headers=auth)
+    assert out.status_code == 200 and out.json["checkin"]["checkout_reason"] == "visitor"
+    assert client.post("/api/v1/checkins/current/checkout", json={}, headers=auth).status_code == 404
+
+
+def test_writes_must_be_json(client: FlaskClient, db: Any, poster: Poster) -> None:
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    form = client.post("/api/v1/checkins", data={"poster_token": poster.token}, headers=auth)
+    assert form.status_code == 415
+    assert client.post("/api/v1/visitors/code", data={"phone": PHONE}).status_code == 415
+    assert db.session.scalar(select(func.count()).select_from(Checkin)) == 0
+
+
+def test_no_or_bad_token_is_401(client: FlaskClient, poster: Poster) -> None:
+    assert client.post("/api/v1/checkins", json={"poster_token": poster.token}).status_code == 401
+    bad = client.post("/api/v1/checkins", json={"poster_token": poster.token}, headers={"Authorization": "Bearer x"})
+    assert bad.status_code == 401
+    assert bad.json["error"].startswith("Sign in first")
+
+
+def test_wrong_code_counts_and_forged_request_id_is_404(client: FlaskClient, db: Any) -> None:
+    asked = client.post("/api/v1/visitors/code", json={"phone": PHONE})
+    right = last_code_sent_to(db, PHONE)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    refused = client.post("/api/v1/visitors/code/confirm", json={"request_id": asked.json["request_id"], "code": wrong})
+    assert refused.status_code == 400
+    assert db.session.scalar(select(LoginCode)).attempts == 1
+    forged = client.post("/api/v1/visitors/code/confirm", json={"request_id": "1.forged", "code": right})
+    assert forged.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"poster_token": "A" * 10_000},
+        {"poster_token": "AAAA"},
+        {"poster_token": 12},
+        {"party_size": 2},
+        [1, 2],
+        "x",
+    ],
+)
+def test_bad_check_in_bodies_are_clear_4xx(client: FlaskClient, db: Any, poster: Poster, body: Any) -> None:
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    response = client.post("/api/v1/checkins", json=body, headers=auth)
+    assert 400 <= response.status_code < 500
+    assert response.json["error"]
+    assert db.session.scalar(select(func.count()).select_from(Checkin)) == 0
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"party_size": 0},
+        {"party_size": "3"},
+        {"party_size": True},
+        {"companion_phones": "+79160000000"},
+        {"companion_phones": ["x" * 10_000]},
+        {"party_size": 2, "companion_phones": ["+79160000001", "+79160000002"]},
+    ],
+)
+def test_bad_parties_are_400(client: FlaskClient, db: Any, poster: Poster, extra: dict[str, Any]) -> None:
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    response = client.post("/api/v1/checkins", json={"poster_token": poster.token, **extra}, headers=auth)
+    assert response.status_code == 400, response.json
+    assert db.session.scalar(select(func.count()).select_from(Checkin)) == 0
+
+
+def test_openapi_documents_the_visitor_paths(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").json
+    for path in ("/visitors/code", "/visitors/code/confirm", "/checkins", "/checkins/current/checkout", "/me/visits"):
+        assert path in spec["paths"]
+    assert "415" in spec["paths"]["/checkins"]["post"]["responses"]
