@@ -58,11 +58,12 @@ class Case(Base):
 
 
 class Exposure(Base):
-    """One visit that overlapped one of a case's visits. Unique per (case, check-in)."""
+    """One person exposed on one visit by one case. Unique per (case, check-in, person): a visitor's
+    companions share the visitor's check-in but are exposed, and notified, as themselves."""
 
     __tablename__ = "exposures"
     __table_args__ = (
-        UniqueConstraint("case_id", "checkin_id", name="uq_exposures_case_checkin"),
+        UniqueConstraint("case_id", "checkin_id", "person_id", name="uq_exposures_case_checkin_person"),
         Index("ix_exposures_status_created_at", "status", "created_at"),
         Index("ix_exposures_venue_id_created_at", "venue_id", "created_at"),
     )

@@ -2,6 +2,64 @@
 
 from __future__ import annotations
 
-from app.jobs import Job
+import logging
+from typing import Any
+from zoneinfo import ZoneInfo
 
-JOBS: list[Job] = []
+from flask import Flask
+
+from app.jobs import Job, unit_of_work
+from app.models import utcnow
+
+log = logging.getLogger(__name__)
+MATCH_BATCH = 100
+
+
+def match_cases(app: Flask) -> dict[str, Any]:
+    """Match every case not matched yet, one transaction per case: a crash re-runs only that case.
+
+    A case that fails (say, corrupt data) is logged and skipped for this run, so it cannot block the
+    cases behind it; it stays unmatched and is retried on the next run.
+    """
+    from app.services.exposures import match_case, pending_case_ids, rules_from_config
+
+    rules = rules_from_config(app.config)
+    tz = ZoneInfo(app.config["DEFAULT_TIMEZONE"])
+    failed: list[int] = []
+    matched = exposures = 0
+    while True:
+        with unit_of_work():
+            ids = pending_case_ids(MATCH_BATCH, exclude=failed)
+        if not ids:
+            break
+        for case_id in ids:
+            try:
+                with unit_of_work():
+                    result = match_case(case_id, now=utcnow(), rules=rules, tz=tz)
+            except Exception:
+                log.exception("matching a case failed; it will be retried", extra={"case_id": case_id})
+                failed.append(case_id)
+                continue
+            matched += 1
+            exposures += result.exposures_inserted
+    return {"cases": matched, "exposures": exposures, "failed": len(failed)}
+
+
+def auto_approve(app: Flask) -> dict[str, Any]:
+    """Approve exposures left unreviewed for AUTO_APPROVE_AFTER_MINUTES (0 = never), and queue the
+    notices of approved exposures that are waiting (for example after the stop switch was lifted)."""
+    from app.services.notices import approve_due
+
+    with unit_of_work():
+        approved, queued = approve_due(
+            now=utcnow(),
+            after_minutes=int(app.config["AUTO_APPROVE_AFTER_MINUTES"]),
+            public_base_url=app.config["PUBLIC_BASE_URL"],
+        )
+    return {"approved": approved, "queued": queued}
+
+
+JOBS: list[Job] = [
+    Job("match_cases", match_cases, "interval", {"minutes": 1}),
+    Job("auto_approve", auto_approve, "interval", {"minutes": 1}),
+]

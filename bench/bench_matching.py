@@ -1,0 +1,120 @@
+"""Matching benchmark: one case's database matching (warm, median) and many cases, on the shared workload.
+
+Usage: .venv/bin/python bench/bench_matching.py [--database-url URL] [--checkins N] [--visitors N]
+       [--runs 15] [--cases 200] [--workdir DIR]
+Loads ../shared/bench workload (gen_workload.py --now 2026-11-20T12:00:00) into an empty database
+migrated to head (default: a SQLite file in the workdir), checks the reference counts for visitor 1
+with the tail off, then times exposures.find_case_contacts (two index range scans per case visit,
+rows streamed into matching.find_contacts) and reports peak Python memory (tracemalloc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from datetime import date, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BENCH = ROOT.parent / "shared" / "bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--checkins", type=int, default=1_000_000)
+    parser.add_argument("--visitors", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--workdir", default="/tmp/bench-matching")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    data = work / f"data-{args.checkins}"
+    if not (data / "checkins.csv").exists():
+        subprocess.run([sys.executable, str(BENCH / "gen_workload.py"), str(data), "--now", "2026-11-20T12:00:00",
+                        "--checkins", str(args.checkins), "--visitors", str(args.visitors)], check=True)  # fmt: skip
+    reference = subprocess.run([sys.executable, str(BENCH / "reference_overlap.py"), str(data)], check=True,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+    url = args.database_url or f"sqlite:///{work / f'bench-{args.checkins}.sqlite3'}"
+
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from app.services import matching
+    from app.services.exposures import MAX_STAY, _Halls, candidate_stays, case_stays, find_case_contacts
+    from app.services.matching import MatchRules
+    from tests.app.services.test_exposures_workload import load_workload
+    from tests.conftest import FROZEN_NOW, reset_database
+
+    key = base64.urlsafe_b64encode(b"b" * 32).decode()
+    app = create_app({"APP_ENV": "testing", "DATABASE_URL": url, "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING",
+                      "DATA_ENCRYPTION_KEYS": f"b1:{key}", "LOOKUP_HASH_KEY": key})  # fmt: skip
+    rules = MatchRules(tail=timedelta(0), lead_days=15)
+    with app.app_context():
+        reset_database(url)
+        upgrade()
+        started = time.perf_counter()
+        person_of = load_workload(db.session, data)
+        db.session.commit()
+        if url.startswith("postgresql"):
+            db.session.execute(db.text("ANALYZE"))
+            db.session.commit()
+        else:
+            db.session.execute(db.text("ANALYZE"))
+            db.session.commit()
+        load_seconds = time.perf_counter() - started
+        tz = ZoneInfo("Europe/Moscow")
+        window = matching.infectious_window(date(2026, 11, 20), None, None, tz, rules)
+        stays = case_stays(person_of[1], window, FROZEN_NOW)
+        pairs = matching.find_contacts(stays, candidate_stays(stays, rules, FROZEN_NOW, _Halls()), rules)
+        _, contacts = find_case_contacts(person_of[1], window, rules, FROZEN_NOW)
+        timings = []
+        for _ in range(args.runs):
+            db.session.rollback()
+            t0 = time.perf_counter()
+            find_case_contacts(person_of[1], window, rules, FROZEN_NOW)
+            timings.append((time.perf_counter() - t0) * 1000)
+        # Many cases: random visitors as cases, default rules (30 min tail, 2 lead days).
+        default_rules = MatchRules()
+        rng = random.Random(7)
+        sample = rng.sample(sorted(person_of.values()), min(args.cases, len(person_of)))
+        window2 = matching.infectious_window(date(2026, 11, 18), None, None, tz, default_rules)
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        found = 0
+        for person_id in sample:
+            found += len(find_case_contacts(person_id, window2, default_rules, FROZEN_NOW)[1])
+            db.session.rollback()
+        many_seconds = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    per_case_ms = many_seconds / len(sample) * 1000
+    print(f"database: {url.split(':')[0]}  checkins={args.checkins} visitors={args.visitors}  "
+          f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")  # fmt: skip
+    print(f"load (bulk insert + ANALYZE): {load_seconds:.1f} s")
+    print(f"reference: {reference}")
+    print(f"database matcher (tail off, 15-day window): pairs={len(pairs)} distinct_people="
+          f"{len({c.person_id for c in contacts})}")  # fmt: skip
+    median = statistics.median(timings)
+    print(f"one case (visitor 1, {len(stays)} visits), warm, {args.runs} runs: median {median:.2f} ms"
+          f", min {min(timings):.2f} ms, max {max(timings):.2f} ms")  # fmt: skip
+    print(f"{len(sample)} random cases (default rules, window 16-19 Nov): {many_seconds:.2f} s"
+          f" = {per_case_ms:.2f} ms/case"
+          f", {found} contacts; peak traced Python memory {peak / 1e6:.1f} MB")  # fmt: skip
+    print(f"extrapolated 10,000 cases at this density: {per_case_ms * 10:.0f} s (single process; see notes)")
+    print(f"max stay bound for range scans: {MAX_STAY}")
+
+
+if __name__ == "__main__":
+    main()

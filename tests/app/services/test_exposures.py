@@ -1,0 +1,227 @@
+"""Matching in the database: exposures found, companions and halls, idempotency, crash safety."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.jobs import run_job
+from app.models import Case, Companion, Exposure, Notice, OutboxMessage, VenueOutbreak
+from app.services import exposures, notices
+from app.services.exposures import match_case, rules_from_config
+from tests import factories as f
+
+MSK = ZoneInfo("Europe/Moscow")
+
+
+def _match(app: Flask, case: Case, now: datetime) -> exposures.CaseMatch:
+    return match_case(case.id, now=now, rules=rules_from_config(app.config), tz=MSK)
+
+
+def _case(person: Any, now: datetime, tested_on: date | None = None) -> Case:
+    c = Case(person_id=person.id, tested_on=tested_on or now.date(), created_at=now)
+    f.db.session.add(c)
+    f.db.session.flush()
+    return c
+
+
+def test_a_co_present_visitor_is_exposed_with_risk_and_a_reason_that_never_names_the_case(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    venue = f.venue(name="Кафе «Тест»")
+    sick, other, later, elsewhere = f.person(), f.person(), f.person(), f.person()
+    start = now - timedelta(days=1)
+    f.checkin(sick, venue, start, minutes=60)
+    near = f.checkin(other, venue, start + timedelta(minutes=30), minutes=60)
+    tail = f.checkin(later, venue, start + timedelta(minutes=70), minutes=60)  # inside the 30 min tail
+    f.checkin(later, f.venue(name="Elsewhere"), start + timedelta(minutes=200), minutes=30)
+    f.checkin(elsewhere, venue, start + timedelta(minutes=90), minutes=30)  # arrives as the tail ends
+    case = _case(sick, now)
+
+    result = _match(app, case, now)
+
+    rows = {e.checkin_id: e for e in db.session.scalars(select(Exposure).where(Exposure.case_id == case.id))}
+    assert set(rows) == {near.id, tail.id}
+    assert rows[near.id].risk == "high" and rows[near.id].overlap_seconds == 60 * 60
+    assert rows[tail.id].risk == "low"
+    assert rows[near.id].reason_en == (
+        "You were at Кафе «Тест» from 15:30 to 16:30 on 19 Nov; "
+        "a person who later tested positive was there from 15:00 to 16:00."
+    )
+    assert "Кафе «Тест»" in rows[near.id].reason_ru
+    assert result.exposures_inserted == 2
+    assert case.matched_at == now and case.window_starts_at is not None
+
+
+def test_matching_twice_inserts_nothing_new(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue()
+    sick, other = f.person(), f.person()
+    start = now - timedelta(hours=5)
+    f.checkin(sick, venue, start)
+    f.checkin(other, venue, start)
+    case = _case(sick, now)
+    assert _match(app, case, now).exposures_inserted == 1
+    second = _match(app, case, now)
+    assert second.exposures_found == 1 and second.exposures_inserted == 0
+    assert db.session.scalar(select(func.count()).select_from(Exposure)) == 1
+
+
+def test_companions_of_an_exposed_visit_and_of_the_case_are_exposed_as_themselves(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    venue = f.venue()
+    sick, friend_of_sick, other, companion, no_phone = (f.person() for _ in range(5))
+    start = now - timedelta(hours=5)
+    sick_visit = f.checkin(sick, venue, start, party_size=2)
+    other_visit = f.checkin(other, venue, start + timedelta(minutes=10), party_size=3)
+    db.session.add_all(
+        [
+            Companion(checkin_id=sick_visit.id, person_id=friend_of_sick.id),
+            Companion(checkin_id=other_visit.id, person_id=companion.id),
+            Companion(checkin_id=other_visit.id, person_id=None),  # gave no phone: nobody to notify
+        ]
+    )
+    db.session.flush()
+    del no_phone
+    case = _case(sick, now)
+    _match(app, case, now)
+    got = {(e.checkin_id, e.person_id, e.risk) for e in db.session.scalars(select(Exposure))}
+    assert got == {
+        (sick_visit.id, friend_of_sick.id, "high"),
+        (other_visit.id, other.id, "high"),
+        (other_visit.id, companion.id, "high"),
+    }
+
+
+def test_a_case_who_came_as_a_companion_exposes_the_visitor_who_brought_them(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    venue = f.venue()
+    host, sick, other = f.person(), f.person(), f.person()
+    start = now - timedelta(hours=5)
+    host_visit = f.checkin(host, venue, start)
+    db.session.add(Companion(checkin_id=host_visit.id, person_id=sick.id))
+    other_visit = f.checkin(other, venue, start + timedelta(minutes=20))
+    db.session.flush()
+    _match(app, _case(sick, now), now)
+    got = {(e.checkin_id, e.person_id) for e in db.session.scalars(select(Exposure))}
+    assert got == {(host_visit.id, host.id), (other_visit.id, other.id)}
+
+
+def test_different_halls_are_not_together_but_a_venue_level_visit_is_with_every_hall(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    venue = f.venue(halls=("Big hall", "Small hall"))
+    _entrance, big, small = venue.entrances
+    sick, in_big, in_small, at_door = f.person(), f.person(), f.person(), f.person()
+    start = now - timedelta(hours=5)
+    f.checkin(sick, venue, start, entrance=big)
+    a = f.checkin(in_big, venue, start, entrance=big)
+    f.checkin(in_small, venue, start, entrance=small)
+    c = f.checkin(at_door, venue, start)
+    _match(app, _case(sick, now), now)
+    assert {e.checkin_id for e in db.session.scalars(select(Exposure))} == {a.id, c.id}
+
+
+def test_an_open_visit_counts_until_its_planned_end_or_now(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue(default_stay_minutes=60)
+    sick, stayer, arrives_after_now = f.person(), f.person(), f.person()
+    f.checkin(sick, venue, now - timedelta(minutes=20), minutes=None)  # still there, planned end in 40 min
+    f.checkin(stayer, venue, now - timedelta(minutes=10), minutes=None)
+    # Both open visits count as ending now; someone arriving after the case's tail is not exposed.
+    f.checkin(arrives_after_now, venue, now + timedelta(minutes=45), minutes=30)
+    _match(app, _case(sick, now), now)
+    rows = list(db.session.scalars(select(Exposure)))
+    assert [(e.person_id, e.overlap_seconds) for e in rows] == [(stayer.id, 10 * 60)]
+
+
+def test_visits_outside_the_infectious_window_are_ignored(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue()
+    sick, other = f.person(), f.person()
+    old = datetime(2026, 11, 10, 12, 0, tzinfo=MSK)
+    f.checkin(sick, venue, old)
+    f.checkin(other, venue, old)
+    case = _case(sick, now, tested_on=date(2026, 11, 19))  # window opens 17 Nov 00:00 Moscow
+    assert _match(app, case, now).exposures_found == 0
+
+
+def test_two_cases_at_one_venue_mark_an_outbreak_once(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue()
+    first, second = f.person(), f.person()
+    f.checkin(first, venue, now - timedelta(days=2))
+    f.checkin(second, venue, now - timedelta(days=1))
+    c1, c2 = _case(first, now), _case(second, now)
+    _match(app, c1, now)
+    assert db.session.scalar(select(func.count()).select_from(VenueOutbreak)) == 0
+    _match(app, c2, now)
+    _match(app, c2, now)
+    outbreak = db.session.scalars(select(VenueOutbreak)).one()
+    assert (outbreak.venue_id, outbreak.case_count) == (venue.id, 2)
+
+
+def test_the_job_commits_per_case_so_a_failure_reruns_only_that_case(
+    app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venue = f.venue()
+    start = now - timedelta(hours=3)
+    sick1, sick2, other = f.person(), f.person(), f.person()
+    f.checkin(sick1, venue, start - timedelta(days=1))
+    f.checkin(sick2, venue, start)
+    f.checkin(other, venue, start - timedelta(days=1))
+    f.checkin(other, venue, start + timedelta(minutes=5), minutes=10)
+    c1 = _case(sick1, now - timedelta(minutes=2))
+    c2 = _case(sick2, now - timedelta(minutes=1))
+    real_outbreaks = exposures.record_outbreaks
+    calls = {"n": 0}
+
+    def crash_on_second_case(*args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("power cut after the exposures were inserted")
+        return real_outbreaks(*args, **kwargs)
+
+    monkeypatch.setattr(exposures, "record_outbreaks", crash_on_second_case)
+    assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 1}
+    db.session.expire_all()
+    assert db.session.get(Case, c1.id).matched_at is not None
+    assert db.session.get(Case, c2.id).matched_at is None
+    assert db.session.scalars(select(Exposure.case_id)).all() == [c1.id]  # the second case rolled back whole
+
+    monkeypatch.setattr(exposures, "record_outbreaks", real_outbreaks)
+    assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 0}
+    assert run_job(app, "match_cases") == {"cases": 0, "exposures": 0, "failed": 0}
+    assert sorted(db.session.scalars(select(Exposure.case_id))) == [c1.id, c2.id]
+
+
+def test_two_cases_at_one_venue_and_time_still_send_one_notice_per_person(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue()
+    start = now - timedelta(hours=3)
+    sick1, sick2, other = f.person(), f.person(), f.person()
+    for who in (sick1, sick2, other):
+        f.checkin(who, venue, start)
+    c1, c2 = _case(sick1, now), _case(sick2, now)
+    _match(app, c1, now)
+    _match(app, c2, now)
+    official = _official()
+    notices.approve_case(c1.id, official, now=now, public_base_url="http://checkin.test")
+    notices.approve_case(c2.id, official, now=now, public_base_url="http://checkin.test")
+    other_notices = list(db.session.scalars(select(Notice).where(Notice.person_id == other.id)))
+    assert len(other_notices) == 1
+    linked = db.session.scalars(select(Exposure).where(Exposure.person_id == other.id)).all()
+    assert len(linked) == 2 and {e.notice_id for e in linked} == {other_notices[0].id}
+    messages = db.session.scalars(select(OutboxMessage).where(OutboxMessage.person_id == other.id)).all()
+    assert len(messages) == 1
+
+
+def _official() -> Any:
+    from app.models import OfficialRole
+    from app.services import accounts
+
+    return accounts.create_official(
+        f"official{id(object())}@health.example", "correct horse battery", "Test", OfficialRole.SUPERVISOR
+    )
