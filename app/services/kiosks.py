@@ -1,12 +1,15 @@
-"""Kiosk enrolment: one-time pairing codes exchanged for a device credential."""
+"""Kiosk enrolment: one-time pairing codes exchanged for a device credential; listing and revoking."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
+from app.errors import NotFoundError
 from app.extensions import db
-from app.models import KioskPairingCode
+from app.models import Entrance, Kiosk, KioskPairingCode, Venue
 from app.services.personal_data import secret_hash
 
 PAIRING_CODE_TTL = timedelta(hours=24)
@@ -26,3 +29,36 @@ def create_pairing_code(entrance_id: int, now: datetime, created_by_id: int | No
     )
     db.session.flush()
     return code
+
+
+def kiosks_of(organisation_id: int) -> list[tuple[Kiosk, Entrance, Venue]]:
+    """Every kiosk enrolled at the organisation's entrances, newest first, with where it stands."""
+    rows = db.session.execute(
+        select(Kiosk, Entrance, Venue)
+        .join(Entrance, Kiosk.entrance_id == Entrance.id)
+        .join(Venue, Entrance.venue_id == Venue.id)
+        .where(Venue.organisation_id == organisation_id)
+        .order_by(Venue.name, Kiosk.id.desc())
+    ).all()
+    return [(kiosk, entrance, venue) for kiosk, entrance, venue in rows]
+
+
+def kiosk_of(organisation_id: int, kiosk_id: int) -> Kiosk:
+    if not 1 <= kiosk_id <= 2**31 - 1:  # an INTEGER column: larger ids from a URL must not reach the driver
+        raise NotFoundError("No such kiosk.")
+    row = db.session.execute(
+        select(Kiosk)
+        .join(Entrance, Kiosk.entrance_id == Entrance.id)
+        .join(Venue, Entrance.venue_id == Venue.id)
+        .where(Kiosk.id == kiosk_id, Venue.organisation_id == organisation_id)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFoundError("No such kiosk.")
+    return row
+
+
+def revoke_kiosk(kiosk: Kiosk, now: datetime) -> None:
+    """The kiosk's credential stops working at once; it must be paired again with a new code."""
+    if kiosk.revoked_at is None:
+        kiosk.revoked_at = now
+        db.session.flush()
