@@ -24,6 +24,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select as db_select
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BENCH = ROOT.parent / "shared" / "bench"
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--workdir", default="/tmp/bench-matching")
+    parser.add_argument("--reuse", action="store_true", help="keep a database loaded by an earlier run")
     args = parser.parse_args()
     work = Path(args.workdir)
     data = work / f"data-{args.checkins}"
@@ -62,10 +65,14 @@ def main() -> None:
                       "DATA_ENCRYPTION_KEYS": f"b1:{key}", "LOOKUP_HASH_KEY": key})  # fmt: skip
     rules = MatchRules(tail=timedelta(0), lead_days=15)
     with app.app_context():
-        reset_database(url)
-        upgrade()
         started = time.perf_counter()
-        person_of = load_workload(db.session, data)
+        loaded = args.reuse and db.session.execute(db.text("SELECT count(*) FROM checkins")).scalar() == args.checkins
+        if loaded:
+            person_of = _person_ids(db.session, data)
+        else:
+            reset_database(url)
+            upgrade()
+            person_of = load_workload(db.session, data)
         db.session.commit()
         if url.startswith("postgresql"):
             db.session.execute(db.text("ANALYZE"))
@@ -114,6 +121,14 @@ def main() -> None:
           f", {found} contacts; peak traced Python memory {peak / 1e6:.1f} MB")  # fmt: skip
     print(f"extrapolated 10,000 cases at this density: {per_case_ms * 10:.0f} s (single process; see notes)")
     print(f"max stay bound for range scans: {MAX_STAY}")
+
+
+def _person_ids(session: object, directory: Path) -> dict[int, int]:
+    """Workload visitor id -> person id of an already loaded database (people were inserted in order)."""
+    from app.models import Person
+
+    ids = session.execute(db_select(Person.id).order_by(Person.id)).scalars().all()  # type: ignore[attr-defined]
+    return {index + 1: person_id for index, person_id in enumerate(ids)}
 
 
 if __name__ == "__main__":

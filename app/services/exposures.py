@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -60,15 +60,6 @@ def rules_from_config(config: Mapping[str, Any]) -> MatchRules:
     )
 
 
-def visit_end(
-    checked_in_at: datetime, planned_checkout_at: datetime, checked_out_at: datetime | None, now: datetime
-) -> datetime:
-    """When a visit ended for matching: its check-out, else its planned end if that has passed, else
-    now; never more than MAX_STAY after it began and never before it began."""
-    end = checked_out_at if checked_out_at is not None else min(planned_checkout_at, now)
-    return max(checked_in_at, min(end, checked_in_at + MAX_STAY))
-
-
 @dataclass(frozen=True)
 class CaseMatch:
     case_id: int
@@ -85,26 +76,38 @@ class _Halls:
         self._loaded: set[int] = set()
         self._halls: set[int] = set()
 
-    def hall_of(self, venue_id: int, entrance_id: int | None) -> int | None:
-        if venue_id not in self._loaded:
+    def preload(self, venue_ids: Iterable[int]) -> None:
+        """Load the halls of many venues in one query (the case's venues are known up front)."""
+        missing = set(venue_ids) - self._loaded
+        if missing:
             self._halls.update(
                 db.session.scalars(
-                    select(Entrance.id).where(Entrance.venue_id == venue_id, Entrance.kind == EntranceKind.HALL)
+                    select(Entrance.id).where(Entrance.venue_id.in_(missing), Entrance.kind == EntranceKind.HALL)
                 )
             )
-            self._loaded.add(venue_id)
-        return entrance_id if entrance_id in self._halls else None
+            self._loaded |= missing
+
+    @property
+    def ids(self) -> set[int]:
+        """Entrance ids that are halls, among the preloaded venues."""
+        return self._halls
 
 
 def _stay(row: Any, person_id: int, halls: _Halls, now: datetime) -> Stay:
+    """A visit as the matcher sees it. It ended at its check-out, else at its planned end if that has
+    passed, else now; never more than MAX_STAY after it began and never before it began."""
+    # Unpacked positionally (see _VISIT_COLUMNS): this runs once per candidate visit.
+    checkin_id, _owner, venue_id, entrance_id, party_size, starts_at, planned_at, checked_out_at = row
+    end = checked_out_at if checked_out_at is not None else (planned_at if planned_at < now else now)
+    cap = starts_at + MAX_STAY
     return Stay(
-        checkin_id=row.id,
+        checkin_id=checkin_id,
         person_id=person_id,
-        venue_id=row.venue_id,
-        hall_id=halls.hall_of(row.venue_id, row.entrance_id),
-        starts_at=row.checked_in_at,
-        ends_at=visit_end(row.checked_in_at, row.planned_checkout_at, row.checked_out_at, now),
-        party_size=row.party_size,
+        venue_id=venue_id,
+        hall_id=entrance_id if entrance_id in halls.ids else None,
+        starts_at=starts_at,
+        ends_at=starts_at if end < starts_at else (cap if end > cap else end),
+        party_size=party_size,
     )
 
 
@@ -122,28 +125,44 @@ def case_stays(
         .join(Companion, Companion.checkin_id == Checkin.id)
         .where(Companion.person_id == person_id, in_range)
     )
+    rows = [row for query in (own, as_companion) for row in db.session.connection().execute(query)]
+    halls.preload(row.venue_id for row in rows)  # candidates are at these venues too
     stays: dict[int, Stay] = {}
-    for query in (own, as_companion):
-        for row in db.session.execute(query):
-            stay = _stay(row, person_id, halls, now)
-            if stay.ends_at > start and stay.checkin_id not in stays:
-                stays[stay.checkin_id] = stay
+    for row in rows:
+        stay = _stay(row, person_id, halls, now)
+        if stay.ends_at > start and stay.checkin_id not in stays:
+            stays[stay.checkin_id] = stay
     return sorted(stays.values(), key=lambda s: (s.starts_at, s.checkin_id))
 
 
-def _candidate_query(stay: Stay, rules: MatchRules) -> Select[Any]:
-    # Anyone who arrived before the case's reach ended and at most MAX_STAY before the case arrived.
-    return select(*_VISIT_COLUMNS).where(
+def _candidate_range(stay: Stay, rules: MatchRules) -> Any:
+    """Visits at the case visit's venue that arrived before its reach ended (at most MAX_STAY before it
+    began: a tight range on ix_checkins_venue_id_checked_in_at) and had not left before it began.
+
+    The last condition is a superset of the exact rule (matching decides exactly) that lets the database
+    drop the day's other visits instead of shipping them to Python.
+    """
+    return and_(
         Checkin.venue_id == stay.venue_id,
         Checkin.checked_in_at > stay.starts_at - MAX_STAY,
         Checkin.checked_in_at < stay.ends_at + rules.tail,
+        func.coalesce(Checkin.checked_out_at, Checkin.planned_checkout_at) > stay.starts_at,
     )
 
 
+# Case visits per candidate query: one round trip per case in practice, bounded statement size.
+STAYS_PER_QUERY = 50
+
+
 def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, halls: _Halls) -> Iterator[Stay]:
-    """Stream the visits at each case visit's venue in its time range, one index range scan each."""
-    for stay in stays:
-        result = db.session.execute(_candidate_query(stay, rules), execution_options={"yield_per": STREAM_BATCH})
+    """Stream the visits that may overlap any case visit: one query per group of case visits, each
+    branch an index range scan (PostgreSQL: BitmapOr; SQLite: multi-index OR)."""
+    for first in range(0, len(stays), STAYS_PER_QUERY):
+        group = stays[first : first + STAYS_PER_QUERY]
+        query = select(*_VISIT_COLUMNS).where(or_(*(_candidate_range(stay, rules) for stay in group)))
+        # Core execution on the session's connection: same transaction, without ORM row processing,
+        # which costs more than the rest of the per-row work together.
+        result = db.session.connection().execution_options(yield_per=STREAM_BATCH).execute(query)
         for row in result:
             yield _stay(row, row.person_id, halls, now)
 
