@@ -52,7 +52,7 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 _EMPTY_BODY = _body({"type": "object", "description": "empty; any members are ignored"})
 
 PATHS: dict[str, Any] = {
-    "/operator/session": {
+    "/api/v1/operator/session": {
         "post": {
             "tags": ["operators"],
             "summary": "Sign in as a venue operator (sets the session cookie). Limited to 10 per minute per address.",
@@ -71,7 +71,7 @@ PATHS: dict[str, Any] = {
             "responses": {"204": {"description": "signed out (also when no one was signed in)"}},
         },
     },
-    "/operator/venues": {
+    "/api/v1/operator/venues": {
         "get": _op(
             "List the organisation's venues",
             {"200": _json(_list_of("venues", "Venue"), "")},
@@ -84,7 +84,7 @@ PATHS: dict[str, Any] = {
             requestBody=_body(_ref("VenueCreate")),
         ),
     },
-    "/operator/venues/{venue_id}": {
+    "/api/v1/operator/venues/{venue_id}": {
         "get": _op("One venue", {"200": _json(_ref("Venue"), ""), **_COMMON_ERRORS}, parameters=[_VENUE_ID]),
         "patch": _op(
             "Change some fields of a venue",
@@ -94,7 +94,7 @@ PATHS: dict[str, Any] = {
             requestBody=_body(_ref("VenueChange")),
         ),
     },
-    "/operator/venues/{venue_id}/archive": {
+    "/api/v1/operator/venues/{venue_id}/archive": {
         "post": _op(
             "Archive a venue: its posters stop working and it leaves the lists",
             {"200": _json(_ref("Venue"), "archived"), **_WRITE_ERRORS},
@@ -103,14 +103,14 @@ PATHS: dict[str, Any] = {
             requestBody=_EMPTY_BODY,
         ),
     },
-    "/operator/venues/{venue_id}/stats": {
+    "/api/v1/operator/venues/{venue_id}/stats": {
         "get": _op(
             "Check-ins per hour over the last 72 hours and people present now (counts only)",
             {"200": _json(_ref("VenueStats"), ""), **_COMMON_ERRORS},
             parameters=[_VENUE_ID],
         ),
     },
-    "/operator/venues/{venue_id}/entrances": {
+    "/api/v1/operator/venues/{venue_id}/entrances": {
         "post": _op(
             "Add an entrance or hall",
             {"201": _json(_ref("Entrance"), "created"), **_WRITE_ERRORS},
@@ -119,7 +119,7 @@ PATHS: dict[str, Any] = {
             requestBody=_body(_ref("EntranceCreate")),
         ),
     },
-    "/operator/entrances/{entrance_id}": {
+    "/api/v1/operator/entrances/{entrance_id}": {
         "patch": _op(
             "Rename an entrance or change its kind",
             {"200": _json(_ref("Entrance"), "changed"), **_WRITE_ERRORS},
@@ -128,7 +128,7 @@ PATHS: dict[str, Any] = {
             requestBody=_body(_ref("EntranceCreate")),
         ),
     },
-    "/operator/entrances/{entrance_id}/archive": {
+    "/api/v1/operator/entrances/{entrance_id}/archive": {
         "post": _op(
             "Close an entrance (a venue keeps at least one open)",
             {"200": _json(_ref("Entrance"), "closed"), **_WRITE_ERRORS},
@@ -137,7 +137,7 @@ PATHS: dict[str, Any] = {
             requestBody=_EMPTY_BODY,
         ),
     },
-    "/operator/entrances/{entrance_id}/poster": {
+    "/api/v1/operator/entrances/{entrance_id}/poster": {
         "get": _op(
             "Download the entrance's current poster (issued on first download)",
             {
@@ -158,7 +158,7 @@ PATHS: dict[str, Any] = {
             ],
         ),
     },
-    "/operator/entrances/{entrance_id}/poster/reissue": {
+    "/api/v1/operator/entrances/{entrance_id}/poster/reissue": {
         "post": _op(
             "Issue a new poster version; the printed one stops working",
             {"201": _json(_ref("PosterIssued"), "issued"), **_WRITE_ERRORS},
@@ -167,7 +167,7 @@ PATHS: dict[str, Any] = {
             requestBody=_EMPTY_BODY,
         ),
     },
-    "/operator/posters": {
+    "/api/v1/operator/posters": {
         "get": _op(
             "All current posters of the organisation as one PDF or a ZIP of PDFs",
             {
@@ -183,7 +183,7 @@ PATHS: dict[str, Any] = {
             parameters=[{"name": "format", "in": "query", "schema": {"type": "string", "enum": ["pdf", "zip"]}}, _SIZE],
         ),
     },
-    "/operator/entrances/{entrance_id}/pairing-codes": {
+    "/api/v1/operator/entrances/{entrance_id}/pairing-codes": {
         "post": _op(
             "Create a one-time kiosk pairing code for the entrance (shown once, valid 24 hours)",
             {"201": _json(_ref("PairingCode"), "created"), **_WRITE_ERRORS},
@@ -192,13 +192,13 @@ PATHS: dict[str, Any] = {
             requestBody=_EMPTY_BODY,
         ),
     },
-    "/operator/kiosks": {
+    "/api/v1/operator/kiosks": {
         "get": _op(
             "Kiosks of the organisation's venues with their last contact",
             {"200": _json(_list_of("kiosks", "Kiosk"), "")},
         ),
     },
-    "/operator/kiosks/{kiosk_id}/revoke": {
+    "/api/v1/operator/kiosks/{kiosk_id}/revoke": {
         "post": _op(
             "Revoke a kiosk: its credential stops working at once",
             {"200": _json(_ref("Kiosk"), "revoked"), **_WRITE_ERRORS},

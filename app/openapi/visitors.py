@@ -26,7 +26,7 @@ NOT_JSON = _error("The body was not sent as application/json.")
 UNAUTHORIZED = _error("No device token, an unknown one, or a device that was signed out.")
 
 PATHS: dict[str, Any] = {
-    "/visitors/code": {
+    "/api/v1/visitors/code": {
         "post": {
             "tags": ["visitors"],
             "summary": "Send a one-time sign-in code by SMS",
@@ -40,7 +40,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/visitors/code/confirm": {
+    "/api/v1/visitors/code/confirm": {
         "post": {
             "tags": ["visitors"],
             "summary": "Confirm the code and get a device token",
@@ -53,7 +53,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/checkins": {
+    "/api/v1/checkins": {
         "post": {
             "tags": ["visitors"],
             "summary": "Check in with a scanned poster token",
@@ -71,7 +71,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/checkins/current/checkout": {
+    "/api/v1/checkins/current/checkout": {
         "post": {
             "tags": ["visitors"],
             "summary": "Check out of the open visit",
@@ -95,7 +95,7 @@ PATHS: dict[str, Any] = {
             },
         }
     },
-    "/me/visits": {
+    "/api/v1/me/visits": {
         "get": {
             "tags": ["visitors"],
             "summary": "My visits within the retention period",

@@ -11,4 +11,5 @@ bp = Blueprint("api_docs", __name__)
 
 @bp.get("/api/v1/openapi.json")
 def openapi() -> Response:
-    return jsonify(build_spec(current_app.config["PUBLIC_BASE_URL"] + "/api/v1"))
+    # Paths in the description are absolute (/api/v1/...), so the server is the site root.
+    return jsonify(build_spec(current_app.config["PUBLIC_BASE_URL"]))

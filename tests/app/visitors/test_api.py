@@ -108,6 +108,12 @@ def test_bad_parties_are_400(client: FlaskClient, db: Any, poster: Poster, extra
 
 def test_openapi_documents_the_visitor_paths(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").json
-    for path in ("/visitors/code", "/visitors/code/confirm", "/checkins", "/checkins/current/checkout", "/me/visits"):
+    for path in (
+        "/api/v1/visitors/code",
+        "/api/v1/visitors/code/confirm",
+        "/api/v1/checkins",
+        "/api/v1/checkins/current/checkout",
+        "/api/v1/me/visits",
+    ):
         assert path in spec["paths"]
     assert "415" in spec["paths"]["/checkins"]["post"]["responses"]
