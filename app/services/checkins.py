@@ -83,7 +83,7 @@ def _add_companions(visit: Checkin, phones: Sequence[str], party_size: int, now:
     known = {c.person_id for c in existing if c.person_id is not None}
     for phone in phones:
         companion, _ = people.get_or_create_by_phone(phone, now)
-        companion.last_seen_at = now
+        people.mark_seen(companion, now)
         if companion.id in known:
             continue
         known.add(companion.id)
@@ -145,7 +145,7 @@ def _check_in_once(
 ) -> CheckinResult:
     stay = timedelta(minutes=venue.default_stay_minutes)
     with db.session.begin_nested():
-        person.last_seen_at = now
+        people.mark_seen(person, now)
         current = open_visit(person.id)
         ended: Checkin | None = None
         if current is not None and current.planned_checkout_at <= now:
@@ -186,7 +186,7 @@ def check_out(person: Person, now: datetime) -> Checkin | None:
     if visit is None:
         return None
     _end(visit, now, CheckoutReason.VISITOR)
-    person.last_seen_at = now
+    people.mark_seen(person, now)
     db.session.flush()
     return visit
 

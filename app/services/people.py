@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import phonenumbers
 from sqlalchemy import select
@@ -73,6 +73,16 @@ def attach_subject(person: Person, issuer: str, subject: str) -> None:
     person.oidc_subject_hash = subject_lookup(issuer, subject)
     person.oidc_subject_enc = keyring().encrypt(f"{issuer}|{subject}", context=SUBJECT)
     db.session.flush()
+
+
+# last_seen_at only keeps people alive for retention; refreshing it once an hour saves a write on
+# almost every check-in.
+SEEN_GRANULARITY = timedelta(hours=1)
+
+
+def mark_seen(person: Person, now: datetime) -> None:
+    if person.last_seen_at is None or person.last_seen_at < now - SEEN_GRANULARITY:
+        person.last_seen_at = now
 
 
 def phone_of(person: Person) -> str | None:

@@ -147,14 +147,19 @@ def person_for_device(token: str, now: datetime) -> Person | None:
     """The person behind a device token; None if unknown; DeviceRevoked if it was signed out."""
     if not token or len(token) > 128:
         return None
-    device = db.session.scalar(select(RememberedDevice).where(RememberedDevice.token_hash == secret_hash(token)))
-    if device is None:
+    found = db.session.execute(
+        select(RememberedDevice, Person)
+        .join(Person, Person.id == RememberedDevice.person_id)
+        .where(RememberedDevice.token_hash == secret_hash(token))
+    ).first()
+    if found is None:
         return None
+    device, person = found
     if device.revoked_at is not None:
         raise DeviceRevoked("This phone was signed out. Please confirm your number again.")
     if device.last_used_at is None or device.last_used_at < now - LAST_USED_GRANULARITY:
         device.last_used_at = now
-    return db.session.get(Person, device.person_id)
+    return person
 
 
 def devices_of(person: Person) -> list[RememberedDevice]:

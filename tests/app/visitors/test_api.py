@@ -116,4 +116,4 @@ def test_openapi_documents_the_visitor_paths(client: FlaskClient) -> None:
         "/api/v1/me/visits",
     ):
         assert path in spec["paths"]
-    assert "415" in spec["paths"]["/checkins"]["post"]["responses"]
+    assert "415" in spec["paths"]["/api/v1/checkins"]["post"]["responses"]
