@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from app.config import ConfigError
 from app.errors import DomainError
 from app.extensions import db
-from app.jobs import JOBS, run_job, run_scheduler, unit_of_work
+from app.jobs import all_jobs, run_job, run_scheduler, unit_of_work
 from app.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def jobs_run() -> None:
 
 
 @jobs_group.command("run-once", help="Run one job now and print what it did.")
-@click.argument("name", type=click.Choice(sorted(JOBS)))
+@click.argument("name", type=click.Choice(sorted(all_jobs())))
 @with_appcontext
 def jobs_run_once(name: str) -> None:
     check_database()
@@ -85,7 +85,7 @@ def jobs_run_once(name: str) -> None:
 
 @jobs_group.command("list", help="List the scheduled jobs.")
 def jobs_list() -> None:
-    for job in JOBS.values():
+    for job in all_jobs().values():
         click.echo(f"{job.name}\t{job.trigger} {job.trigger_args}")
 
 

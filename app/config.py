@@ -7,6 +7,7 @@ naming the variable, and the README's table can be checked against this list.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -120,6 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DISPATCH_BATCH_SIZE", _parse_int, 500, "messages claimed per dispatcher round"),
     Setting("DISPATCH_MAX_ATTEMPTS", _parse_int, 8, "send attempts before a message is marked failed"),
     Setting("DISPATCH_CONCURRENCY", _parse_int, 8, "parallel gateway submissions per dispatcher"),
+    Setting("DISPATCH_CLAIM_SECONDS", _parse_int, 120, "how long a claimed message is reserved for one dispatcher"),
+    Setting("QUIET_HOURS_SPREAD_MINUTES", _parse_int, 60, "morning messages after quiet hours spread over this long"),
     Setting("OFFICIAL_SESSION_MINUTES", _parse_int, 30, "officials are signed out after this much inactivity"),
     Setting(
         "SMS_CHANNEL", _parse_choice("log", "kannel", "http"), "log", "log prints messages; kannel or http send them"
@@ -190,6 +193,10 @@ def load_config(
             raise ConfigError(f"{name} must be at least 1")
     if config["SMS_CHANNEL"] == "kannel" and not config["KANNEL_SENDSMS_URL"]:
         raise ConfigError("KANNEL_SENDSMS_URL must be set when SMS_CHANNEL=kannel")
+    secret = config["SMS_INBOUND_SECRET"]
+    # Kannel rewrites %-escapes in the delivery-report URL that carries the secret.
+    if config["SMS_CHANNEL"] == "kannel" and not re.fullmatch(r"[A-Za-z0-9._~-]{8,}", secret or ""):
+        raise ConfigError("SMS_INBOUND_SECRET must be 8+ letters, digits or . _ ~ - when SMS_CHANNEL=kannel")
     if config["SMS_CHANNEL"] == "http" and not config["SMS_HTTP_URL"]:
         raise ConfigError("SMS_HTTP_URL must be set when SMS_CHANNEL=http")
     return config

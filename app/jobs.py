@@ -81,26 +81,27 @@ def _purge(app: Flask) -> dict[str, Any]:
 
 # Each domain lists its own jobs in its module (a JOBS list); this is the one place that knows them all.
 DOMAIN_JOB_MODULES = ("app.services.exposure_jobs", "app.services.dispatch")
-JOBS: dict[str, Job] = {
-    "auto_checkout": Job("auto_checkout", _auto_checkout, "interval", {"minutes": 1}),
-    "purge_retention": Job("purge_retention", _purge, "interval", {"hours": 1}),
-}
+CORE_JOBS = (
+    Job("auto_checkout", _auto_checkout, "interval", {"minutes": 1}),
+    Job("purge_retention", _purge, "interval", {"hours": 1}),
+)
 
 
-def _load_domain_jobs() -> None:
+def all_jobs() -> dict[str, Job]:
+    """Every job by name. Domain modules are imported here, not at import time of this module, so
+    they can import Job and unit_of_work from it without a cycle."""
     import importlib
 
+    jobs = {job.name: job for job in CORE_JOBS}
     for module_name in DOMAIN_JOB_MODULES:
         for job in importlib.import_module(module_name).JOBS:
-            JOBS[job.name] = job
-
-
-_load_domain_jobs()
+            jobs[job.name] = job
+    return jobs
 
 
 def run_job(app: Flask, name: str) -> dict[str, Any]:
     """Run one job in its own app context; failures are logged and counted, never propagated to the scheduler."""
-    job = JOBS[name]
+    job = all_jobs()[name]
     started = time.perf_counter()
     with app.app_context():
         try:
@@ -197,7 +198,7 @@ def run_scheduler(app: Flask, poll_seconds: float = 1.0, lock_check_seconds: int
     log.info("jobs active: this process runs the scheduled jobs", extra={"pid": os.getpid()})
 
     scheduler = BlockingScheduler(timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True})
-    for job in JOBS.values():
+    for job in all_jobs().values():
         scheduler.add_job(
             _safe_run,
             job.trigger,

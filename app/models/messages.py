@@ -22,6 +22,10 @@ class MessageStatus(enum.StrEnum):
     PENDING = "pending"  # waiting for its next attempt (or for morning)
     SENDING = "sending"  # claimed by a dispatcher; a submit may be in flight
     SENT = "sent"  # accepted by the gateway
+    # The request reached the gateway but its answer was lost (read timeout, dispatcher crash):
+    # it may or may not have been taken, so it is never re-sent automatically. A delivery report
+    # settles it; an operator may re-queue it deliberately (`checkin outbox retry-failed --unconfirmed`).
+    UNCONFIRMED = "unconfirmed"
     DELIVERED = "delivered"  # the gateway's delivery report says it arrived
     FAILED = "failed"  # permanent failure or out of attempts
     CANCELLED = "cancelled"  # withdrawn before sending (stop switch, annulled case)
@@ -41,13 +45,21 @@ class OutboxMessage(Base):
     __tablename__ = "outbox_messages"
     __table_args__ = (
         UniqueConstraint("dedup_key", name="uq_outbox_messages_dedup_key"),
-        # Due messages: only unsent ones are in this index.
+        # The dispatcher's claim walks this in its ORDER BY (priority, then due time) and stops after
+        # one batch; only pending rows are in it, however many sent ones the table keeps.
         Index(
             "ix_outbox_messages_due",
-            "next_attempt_at",
             "priority",
-            postgresql_where=text("status IN ('pending', 'sending')"),
-            sqlite_where=text("status IN ('pending', 'sending')"),
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # Claims whose dispatcher died: a handful of rows, found without scanning the table.
+        Index(
+            "ix_outbox_messages_claimed_until",
+            "claimed_until",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_outbox_messages_created_at", "created_at"),
         Index("ix_outbox_messages_gateway_ref", "gateway_ref"),

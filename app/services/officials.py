@@ -138,6 +138,9 @@ def verify_totp(official: Official, code: str, now: datetime) -> bool:
 def enrol_totp(official: Official, secret: str, code: str, *, now: datetime) -> None:
     """Turn on the second factor once the official proves their app shows the right code."""
     code = "".join(ch for ch in (code or "") if ch.isdigit())
+    if not secret:
+        # The pending secret lives in the session between showing the QR and confirming it.
+        raise ValidationError("This set-up has expired; open the second-factor page again.", field="code")
     if not pyotp.TOTP(secret).verify(code, for_time=now, valid_window=1):
         raise ValidationError("That code does not match; check the time on your phone and try again.", field="code")
     official.totp_secret_enc = keyring().encrypt(secret, context=TOTP_CONTEXT)

@@ -101,6 +101,8 @@ class SendResult:
     outcome: SendOutcome
     message: str  # the gateway's own answer, or what went wrong on the way to it
     status_code: int | None = None
+    # True when the request went out but no answer came back: the gateway may have taken it.
+    in_doubt: bool = False
 
     @property
     def is_accepted(self) -> bool:
@@ -202,10 +204,27 @@ def classify_http_status(status_code: int) -> SendOutcome:
     return SendOutcome.PERMANENT_ERROR
 
 
+# Failures where the gateway cannot have processed the request: no connection, or the request
+# was never completely written (an HTTP server acts only on a whole request).
+_NOT_REACHED = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
+
+
 def _transport_failure(exc: httpx.TransportError) -> SendResult:
-    # After a read timeout the gateway may have accepted the message: a retry can duplicate it,
-    # which for a notice beats losing it. Neither Kannel nor the generic API has idempotency keys.
-    return SendResult(SendOutcome.TRANSIENT_ERROR, f"{type(exc).__name__}: {exc}")
+    # After a read timeout or a dropped connection the gateway may have accepted the message, and
+    # neither Kannel nor the generic API has idempotency keys: such results are marked in_doubt so
+    # the caller can decide not to retry blindly (the dispatcher waits for a delivery report).
+    return SendResult(
+        SendOutcome.TRANSIENT_ERROR, f"{type(exc).__name__}: {exc}", in_doubt=not isinstance(exc, _NOT_REACHED)
+    )
 
 
 def _make_client(timeout: float, max_connections: int) -> httpx.Client:
@@ -317,7 +336,8 @@ class KannelGateway(_HttpGateway):
                 SendOutcome.PERMANENT_ERROR, f"text needs {segments} {encoding} parts, the limit is {self.max_segments}"
             )
         if not _RECIPIENT.fullmatch(to.strip()):
-            return SendResult(SendOutcome.PERMANENT_ERROR, f"invalid recipient {to!r}")
+            # Not echoed back: the answer is stored with the message, and numbers are never in clear.
+            return SendResult(SendOutcome.PERMANENT_ERROR, "invalid recipient: not one phone number")
         params = self.sendsms_params(to, text, reference)
         try:
             response = self.client.get(self.sendsms_url, params=params)

@@ -30,12 +30,11 @@ from app.services import audit, case_imports, cases, notices, officials, outbrea
 bp = Blueprint("officials", __name__, url_prefix="/official")
 
 # Read with a default until the setting joins app/config.py.
-DEFAULT_SESSION_MINUTES = 30
 PUBLIC_ENDPOINTS = {"officials.login"}
 
 
 def _session_minutes() -> int:
-    return int(current_app.config.get("OFFICIAL_SESSION_MINUTES", DEFAULT_SESSION_MINUTES))
+    return int(current_app.config["OFFICIAL_SESSION_MINUTES"])
 
 
 @bp.before_request

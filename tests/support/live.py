@@ -46,15 +46,15 @@ def start_live_server(app: Flask) -> LiveServer:
     return LiveServer(app=app, url=f"http://127.0.0.1:{port}", server=server, thread=thread)
 
 
-def live_database_url(base_url: str, tmp_dir: str) -> str:
-    """A second, committed database beside the transactional one."""
+def live_database_url(base_url: str, tmp_dir: str, name: str = "live") -> str:
+    """A committed database beside the transactional one, one per `name` (each module's server has its own)."""
     if base_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_dir}/live.sqlite3"
+        return f"sqlite:///{tmp_dir}/{name}.sqlite3"
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     url = make_url(base_url)
-    live_name = f"{url.database}_live"
+    live_name = f"{url.database}_{name}"[:63]
     engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{live_name}" WITH (FORCE)'))
@@ -64,17 +64,20 @@ def live_database_url(base_url: str, tmp_dir: str) -> str:
 
 
 def live_server_fixture(**settings: Any) -> Any:
-    """A session-scoped live server; the app's PUBLIC_BASE_URL is the server's own address."""
+    """A live server per test module, on a database of its own; PUBLIC_BASE_URL is its own address."""
 
-    @pytest.fixture(scope="session")
-    def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    @pytest.fixture(scope="module")
+    def live(
+        database_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    ) -> Iterator[LiveServer]:
         from flask_migrate import upgrade
 
         from app import create_app
         from app.extensions import db
         from tests.conftest import reset_database, settings_for
 
-        url = live_database_url(database_url, str(tmp_path_factory.mktemp("live")))
+        module = request.module.__name__.rsplit(".", 1)[-1].lower()
+        url = live_database_url(database_url, str(tmp_path_factory.mktemp("live")), name=f"live_{module}")
         reset_database(url)
         app = create_app(settings_for(url, **settings))
         with app.app_context():
