@@ -162,7 +162,8 @@ def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, hal
         query = select(*_VISIT_COLUMNS).where(or_(*(_candidate_range(stay, rules) for stay in group)))
         # Core execution on the session's connection: same transaction, without ORM row processing,
         # which costs more than the rest of the per-row work together.
-        result = db.session.connection().execution_options(yield_per=STREAM_BATCH).execute(query)
+        # (Options per statement: Connection.execution_options() would change the shared connection.)
+        result = db.session.connection().execute(query, execution_options={"yield_per": STREAM_BATCH})
         for row in result:
             yield _stay(row, row.person_id, halls, now)
 
