@@ -102,8 +102,9 @@ def demo_load() -> None:
     check_database()
     summary = load_demo(utcnow())
     click.echo("Demo data " + ("created." if summary.created else "already present."))
-    for name, code in summary.venues:
+    for name, code, url in summary.venues:
         click.echo(f"  venue {code}  {name}")
+        click.echo(f"      check-in page: {url}")
     for who, email, password in demo_logins():
         click.echo(f"  login ({who}): {email} / {password}")
     click.echo(f"  kiosk pairing code (valid 24 h): {summary.pairing_code}")
@@ -139,8 +140,12 @@ def dev_command(host: str, port: int) -> None:
     click.echo(f"  Service:        {base}/")
     click.echo(f"  Health:         {base}/healthz")
     click.echo(f"  Metrics:        {base}/metrics")
+    click.echo(f"  Venue operators:  {base}/operator/login")
+    click.echo(f"  Health officials: {base}/official/login")
     for who, email, password in demo_logins():
         click.echo(f"  Login ({who}): {email} / {password}")
+    click.echo("  Check-in pages: the URLs printed above for each venue (or scan a poster from the operator pages).")
+    click.echo("  SMS codes and notices are printed by the jobs process below (SMS_CHANNEL=log).")
     click.echo("  Ctrl-C stops the web service and the jobs process.")
     click.echo("=" * 64)
     try:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import EntranceKind, Kiosk, OfficialRole, Organisation, Venue
-from app.services import accounts, kiosks, venues
+from app.services import accounts, kiosks, posters, venues
 from app.services.personal_data import keyring, secret_hash
 
 DEMO_ORGANISATION = "Кофейни «Ромашка»"
@@ -23,7 +23,7 @@ OFFICIAL_PASSWORD = "demo-official-pass"
 @dataclass(frozen=True)
 class DemoSummary:
     created: bool
-    venues: list[tuple[str, str]]  # (name, short code)
+    venues: list[tuple[str, str, str]]  # (name, short code, check-in URL of its first poster)
     pairing_code: str
 
 
@@ -79,7 +79,10 @@ def load_demo(now: datetime) -> DemoSummary:
     ).all()
     pairing_code = kiosks.create_pairing_code(all_venues[-1].entrances[-1].id, now)
     db.session.flush()
-    return DemoSummary(created, [(v.name, v.short_code) for v in all_venues], pairing_code)
+    listed = [
+        (v.name, v.short_code, posters.poster_url(posters.current_token(v.entrances[0], now))) for v in all_venues
+    ]
+    return DemoSummary(created, listed, pairing_code)
 
 
 def demo_logins() -> list[tuple[str, str, str]]:

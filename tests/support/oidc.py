@@ -21,6 +21,8 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from tests.support.live import require
+
 try:
     # Authlib 1.9.9+ builds its httpx integration on httpx2 and deprecates plain httpx.
     import httpx2 as httpx
@@ -68,7 +70,7 @@ def ensure_node_modules() -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm is not installed: the OpenID Connect test provider needs Node.js 20+ and npm")
+        require(False, "npm is not installed: the OpenID Connect test provider needs Node.js 20+ and npm")
     digest = hashlib.sha256(str(PROVIDER_DIR).encode()).hexdigest()[:16]
     lock_path = Path(tempfile.gettempdir()) / f"oidc-provider-npm-ci-{digest}.lock"
     with lock_path.open("w") as lock:
@@ -113,7 +115,7 @@ class OidcProvider:
         on every port, so a session-wide provider serves test servers on ephemeral ports."""
         node = shutil.which("node")
         if node is None:
-            pytest.skip("node is not installed: the OpenID Connect test provider needs Node.js 20+")
+            require(False, "node is not installed: the OpenID Connect test provider needs Node.js 20+")
         ensure_node_modules()
         self.client_id = client_id
         self.client_secret = client_secret or secrets.token_urlsafe(24)
