@@ -109,7 +109,7 @@ def main() -> None:
     per_case_ms = many_seconds / len(sample) * 1000
     print(f"database: {url.split(':')[0]}  checkins={args.checkins} visitors={args.visitors}  "
           f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")  # fmt: skip
-    print(f"load (bulk insert + ANALYZE): {load_seconds:.1f} s")
+    print(f"load (bulk insert + ANALYZE): {load_seconds:.1f} s" + (" (reused an earlier load)" if loaded else ""))
     print(f"reference: {reference}")
     print(f"database matcher (tail off, 15-day window): pairs={len(pairs)} distinct_people="
           f"{len({c.person_id for c in contacts})}")  # fmt: skip
