@@ -275,9 +275,17 @@ def test_generic_gateway_unreachable_is_transient() -> None:
 # -- against a real Kannel ---------------------------------------------------------------------
 
 
-def test_missing_kannel_skips_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_kannel_skips_locally_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kannel_support, "find_binary", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match=r"install-kannel\.sh"):
+        kannel_support.require_kannel()
+
+
+def test_missing_kannel_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kannel_support, "find_binary", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"install-kannel\.sh"):
         kannel_support.require_kannel()
 
 
