@@ -63,10 +63,11 @@ def live_database_url(base_url: str, tmp_dir: str, name: str = "live") -> str:
     return url.set(database=live_name).render_as_string(hide_password=False)
 
 
-def live_server_fixture(**settings: Any) -> Any:
-    """A live server per test module, on a database of its own; PUBLIC_BASE_URL is its own address."""
+def live_server_fixture(*, name: str = "live", session: bool = False, **settings: Any) -> Any:
+    """A live server on a database of its own (PUBLIC_BASE_URL is its own address): one per test module,
+    or with `session=True` one per test run, registered as fixture `name`."""
 
-    @pytest.fixture(scope="module")
+    @pytest.fixture(scope="session" if session else "module", name=name)
     def live(
         database_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     ) -> Iterator[LiveServer]:
@@ -76,8 +77,8 @@ def live_server_fixture(**settings: Any) -> Any:
         from app.extensions import db
         from tests.conftest import reset_database, settings_for
 
-        module = request.module.__name__.rsplit(".", 1)[-1].lower()
-        url = live_database_url(database_url, str(tmp_path_factory.mktemp("live")), name=f"live_{module}")
+        owner = name if session else f"live_{request.module.__name__.rsplit('.', 1)[-1].lower()}"
+        url = live_database_url(database_url, str(tmp_path_factory.mktemp("live")), name=owner)
         reset_database(url)
         app = create_app(settings_for(url, **settings))
         with app.app_context():

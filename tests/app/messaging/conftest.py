@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-import app.jobs  # noqa: F401  (the job registry imports app.services.dispatch; load it first)
 from app.errors import ValidationError
 from app.models import MessageChannel, MessageKind, OutboxMessage
 from app.services.channels import Attempt, AttemptResult, Outgoing
 from app.services.dispatch import Channels
 from app.services.outbox import enqueue
-from tests.support.live import LiveServer, start_live_server
+from tests.support.live import LiveServer, live_server_fixture
 
 INBOUND_SECRET = "inbound-test-secret"  # what tests/conftest.py configures
 
@@ -70,45 +69,8 @@ def queue(
     return message
 
 
-def committed_database_url(base_url: str, tmp_dir: str) -> str:
-    """A committed database of our own beside the transactional one (not shared with other live servers)."""
-    if base_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_dir}/messaging.sqlite3"
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base_url)
-    name = f"{url.database}_messaging"
-    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-@pytest.fixture(scope="session")
-def messaging_live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The real app serving HTTP on loopback, on a committed database (gateway callbacks land here)."""
-    from flask_migrate import upgrade
-
-    from app import create_app
-    from app.extensions import db
-    from tests.conftest import reset_database, settings_for
-
-    url = committed_database_url(database_url, str(tmp_path_factory.mktemp("messaging")))
-    reset_database(url)
-    application = create_app(settings_for(url))
-    with application.app_context():
-        upgrade()
-    server = start_live_server(application)
-    application.config["PUBLIC_BASE_URL"] = server.url
-    try:
-        yield server
-    finally:
-        server.stop()
-        with application.app_context():
-            db.engine.dispose()
+# The real app serving HTTP on loopback, on a committed database (gateway callbacks land here).
+messaging_live = live_server_fixture(name="messaging_live", session=True)
 
 
 @pytest.fixture
