@@ -43,6 +43,20 @@ def record(
     return entry
 
 
+def entries_about(person_id: int, limit: int = 100) -> list[AuditEntry]:
+    """What was done with a person's data, newest first: shown to that person on their own page."""
+    from sqlalchemy import select
+
+    return list(
+        db.session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.subject_person_id == person_id)
+            .order_by(AuditEntry.at.desc())
+            .limit(limit)
+        )
+    )
+
+
 @event.listens_for(Session, "before_flush")
 def _refuse_audit_changes(session: Session, flush_context: Any, instances: Any) -> None:
     # Append-only through the ORM; the purge job deletes expired rows with a bulk statement.

@@ -36,9 +36,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.errors import DomainError, NotFoundError, ValidationError
 from app.extensions import db, limiter
 from app.models import CheckinSource, Entrance, Kiosk, Notice, Person, Venue, utcnow
-from app.services import checkins, mosru, people, personal_codes, posters, sign_in
+from app.services import audit, checkins, mosru, people, personal_codes, posters, sign_in
 from app.services.i18n import normalise_language, t
-from app.services.personal_data import keyring, mask_phone
+from app.services.personal_data import PersonalDataError, keyring, mask_phone
 from venue_kiosk import codes
 
 bp = Blueprint("visitors", __name__)
@@ -466,8 +466,17 @@ def me() -> Any:
         devices=sign_in.devices_of(person),
         this_device_hash=secret_hash(token) if token else None,
         qr=qr_svg(personal_codes.current_qr_code(person, now)),
-        phone=mask_phone(people.phone_of(person) or ""),
+        phone=_masked_phone(person),
+        data_access=audit.entries_about(person.id),
     )
+
+
+def _masked_phone(person: Person) -> str:
+    # In sealed mode the web tier cannot open stored numbers, by design: show nothing rather than fail.
+    try:
+        return mask_phone(people.phone_of(person) or "")
+    except PersonalDataError:
+        return ""
 
 
 @bp.get("/me/qr.svg")
