@@ -24,6 +24,12 @@ def init_security_headers(app: Flask) -> None:
         if limit and request.content_length is not None and request.content_length > limit:
             abort(413, "The request is too large.")
 
+    @app.before_request
+    def _refuse_nul_characters() -> None:
+        # PostgreSQL cannot store U+0000 in text (the driver raises: a 500), and no field needs one.
+        if any("\x00" in value for _, value in request.values.items(multi=True)):
+            abort(400, "A field contains a NUL character.")
+
     @app.after_request
     def _headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CSP)

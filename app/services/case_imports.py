@@ -78,36 +78,41 @@ def import_cases(
     """Record every valid row; each row runs in a savepoint so a bad row leaves nothing behind."""
     _header, rows = read_rows(text)
     result = ImportResult()
-    for count, (line, row) in enumerate(rows, start=1):
-        if count > MAX_ROWS:
-            result.errors.append((line, f"more than {MAX_ROWS} rows; split the file"))
-            break
-        if progress is not None:
-            progress(1)
-        reference = (row.get("lab_reference") or "").strip()
-        if not reference:
-            result.errors.append((line, "lab_reference is empty"))
-            continue
-        if db.session.scalar(select(Case.id).where(Case.lab_reference == reference)) is not None:
-            result.already_recorded += 1
-            continue
-        try:
-            with db.session.begin_nested():
-                cases.record_case(
-                    tested_on=_date(row.get("tested_on"), "tested_on", required=True),  # type: ignore[arg-type]
-                    symptom_onset=_date(row.get("symptom_onset"), "symptom_onset"),
-                    isolated_on=_date(row.get("isolated_on"), "isolated_on"),
-                    phone=row.get("phone"),
-                    subject=row.get("subject"),
-                    lab_reference=reference,
-                    now=now,
-                    lead_days=lead_days,
-                    issuer=issuer,
-                    official_id=official_id,
-                    actor_kind="official" if official_id else "system",
-                )
-        except DomainError as exc:
-            result.errors.append((line, exc.message))
-            continue
-        result.created += 1
+    line = 1
+    try:
+        for count, (line, row) in enumerate(rows, start=1):
+            if count > MAX_ROWS:
+                result.errors.append((line, f"more than {MAX_ROWS} rows; split the file"))
+                break
+            if progress is not None:
+                progress(1)
+            reference = (row.get("lab_reference") or "").strip()
+            if not reference:
+                result.errors.append((line, "lab_reference is empty"))
+                continue
+            if db.session.scalar(select(Case.id).where(Case.lab_reference == reference)) is not None:
+                result.already_recorded += 1
+                continue
+            try:
+                with db.session.begin_nested():
+                    cases.record_case(
+                        tested_on=_date(row.get("tested_on"), "tested_on", required=True),  # type: ignore[arg-type]
+                        symptom_onset=_date(row.get("symptom_onset"), "symptom_onset"),
+                        isolated_on=_date(row.get("isolated_on"), "isolated_on"),
+                        phone=row.get("phone"),
+                        subject=row.get("subject"),
+                        lab_reference=reference,
+                        now=now,
+                        lead_days=lead_days,
+                        issuer=issuer,
+                        official_id=official_id,
+                        actor_kind="official" if official_id else "system",
+                    )
+            except DomainError as exc:
+                result.errors.append((line, exc.message))
+                continue
+            result.created += 1
+    except csv.Error as exc:
+        # A broken quote or a field past the csv module's size limit: the rows before it stand.
+        result.errors.append((line + 1, f"not valid CSV ({exc})"))
     return result

@@ -300,7 +300,7 @@ def _parse_item(index: int, raw: object, now: datetime, earliest: datetime) -> _
     if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
         return f"client_id must be a text of 1 to {MAX_CLIENT_ID} characters."
     method = raw.get("method")
-    if method not in _SOURCES:
+    if not isinstance(method, str) or method not in _SOURCES:  # a list or object is unhashable
         return "method must be kiosk_scanner or ble."
     token = raw.get("token")
     if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN:

@@ -65,7 +65,7 @@ def page_text(document: pdfium.PdfDocument, index: int = 0) -> str:
 
 
 def decoded(image: Image.Image) -> list[str]:
-    return [barcode.text for barcode in zxingcpp.read_barcodes(image)]
+    return [c.text for c in zxingcpp.read_barcodes(image) if c.format == zxingcpp.BarcodeFormat.QRCode]
 
 
 def svg_raster(svg: str) -> Image.Image:

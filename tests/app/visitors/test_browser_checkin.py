@@ -35,7 +35,8 @@ def url_from_printed_poster(venue: Any) -> str:
         image = document[0].render(scale=2).to_pil()
     finally:
         document.close()
-    [barcode] = zxingcpp.read_barcodes(image)
+    # Only QR codes: the big printed digits can pass for a linear barcode to the decoder.
+    [barcode] = [c for c in zxingcpp.read_barcodes(image) if c.format == zxingcpp.BarcodeFormat.QRCode]
     return barcode.text
 
 
