@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
-	@export APP_ENV=development LOG_FORMAT=text; \
+	@export APP_ENV=development LOG_FORMAT=text PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}; \
 	$(BIN)/checkin db upgrade && \
 	$(BIN)/checkin demo load && \
 	$(BIN)/checkin dev --host $(HOST) --port $(PORT)

@@ -86,6 +86,10 @@ def import_cases(
                 break
             if progress is not None:
                 progress(1)
+            if any("\x00" in (value or "") for value in row.values() if isinstance(value, str)):
+                # PostgreSQL cannot store NUL in text; no field of a lab result needs one.
+                result.errors.append((line, "contains a NUL character"))
+                continue
             reference = (row.get("lab_reference") or "").strip()
             if not reference:
                 result.errors.append((line, "lab_reference is empty"))

@@ -124,6 +124,9 @@ def read_rows(text: str) -> tuple[list[VenueRow], list[RowError]]:
                 continue
             if not any((v or "").strip() for v in row.values()):
                 continue  # blank line
+            if any("\x00" in (v or "") for v in row.values()):
+                bad.append(RowError(line, "contains a NUL character"))  # PostgreSQL cannot store one
+                continue
             try:
                 good.append(parse_row(line, row))
             except ValidationError as exc:

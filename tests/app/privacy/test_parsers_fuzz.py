@@ -144,6 +144,7 @@ def official_client(client: FlaskClient, db: Any, now: datetime) -> FlaskClient:
 @given(raw=st.one_of(st.binary(max_size=300), _csv_rows(CASE_HEADER, 5, small_cells).map(str.encode)))
 @example(raw=b"\xff\xfe\xfa")
 @example(raw=CASE_HEADER.encode() + b"LAB-1," + b"9" * 200_000 + b",2026-11-20,,\n")
+@example(raw=CASE_HEADER.encode() + b"\x00\n")  # PostgreSQL refuses NUL in text: must be a row error
 @FUZZ_HTTP
 def test_case_import_upload_answers_200_or_400_and_writes_nothing_on_refusal(
     official_client: FlaskClient, db: Any, raw: bytes
