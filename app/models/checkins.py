@@ -43,14 +43,18 @@ class Checkin(Base):
         # A person's visits in a time range.
         Index("ix_checkins_person_id_checked_in_at", "person_id", "checked_in_at"),
         # All visits at a venue overlapping a time range (stays are bounded, so a range on the start
-        # widened by the longest stay walks only the relevant slice of this index). The end columns
-        # make it covering for the overlap test, so visits that had already left cost no table lookup.
+        # widened by the longest stay walks only the relevant slice of this index). It holds every
+        # column the matcher reads, so the overlap test and the rows it keeps never touch the table.
         Index(
             "ix_checkins_venue_id_checked_in_at",
             "venue_id",
             "checked_in_at",
             "checked_out_at",
             "planned_checkout_at",
+            "person_id",
+            "entrance_id",
+            "party_size",
+            "id",
         ),
         # Rows past retention.
         Index("ix_checkins_checked_in_at", "checked_in_at"),

@@ -8,13 +8,15 @@ half-way through a case, never leaves duplicates.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import TextClause, and_, bindparam, func, select, text, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
@@ -30,13 +32,13 @@ from app.models import (
     Venue,
     VenueOutbreak,
 )
+from app.models.base import UTCDateTime
 from app.services import matching
 from app.services.matching import Contact, MatchRules, Stay
 
 # No visit is taken as longer than this (the longest default stay a venue can set). Bounding stays
 # lets the candidate query be a tight range on (venue_id, checked_in_at).
 MAX_STAY = timedelta(hours=24)
-STREAM_BATCH = 2000
 
 _VISIT_COLUMNS = (
     Checkin.id,
@@ -66,7 +68,7 @@ class CaseMatch:
     case_visits: int
     exposures_found: int
     exposures_inserted: int
-    outbreaks: int
+    outbreaks: int  # venue outbreaks recorded by the run (the batch) that matched the case
 
 
 class _Halls:
@@ -111,65 +113,181 @@ def _stay(row: Any, person_id: int, halls: _Halls, now: datetime) -> Stay:
     )
 
 
+@dataclass(frozen=True)
+class CaseQuery:
+    """What matching needs of a case: who, and the infectious window [start, end) in UTC."""
+
+    case_id: int
+    person_id: int
+    window: tuple[datetime, datetime]
+
+
+# People per query when fetching many cases' own visits (bounded IN lists).
+PEOPLE_PER_QUERY = 500
+
+
+def _case_stays_many(
+    cases: Sequence[CaseQuery], now: datetime, halls: _Halls, owners: dict[int, int] | None = None
+) -> dict[int, list[Stay]]:
+    """Case id -> the case's visits that overlap its infectious window: their own check-ins and the
+    check-ins they were a companion on (ix_checkins_person_id_checked_in_at and the companions
+    index), one query per PEOPLE_PER_QUERY people. Fills ``owners`` (check-in id -> the person who
+    checked in) for those visits."""
+    by_person: dict[int, list[CaseQuery]] = {}
+    for case in cases:
+        by_person.setdefault(case.person_id, []).append(case)
+    low = min(case.window[0] for case in cases) - MAX_STAY
+    high = max(case.window[1] for case in cases)
+    in_range = and_(Checkin.checked_in_at >= low, Checkin.checked_in_at < high)
+    people = sorted(by_person)
+    rows: list[Any] = []
+    for first in range(0, len(people), PEOPLE_PER_QUERY):
+        chunk = people[first : first + PEOPLE_PER_QUERY]
+        member = Checkin.person_id.in_(chunk) if len(chunk) > 1 else Checkin.person_id == chunk[0]
+        own = select(*_VISIT_COLUMNS, Checkin.person_id).where(member, in_range)
+        companion = Companion.person_id.in_(chunk) if len(chunk) > 1 else Companion.person_id == chunk[0]
+        as_companion = (
+            select(*_VISIT_COLUMNS, Companion.person_id)
+            .join(Companion, Companion.checkin_id == Checkin.id)
+            .where(companion, in_range)
+        )
+        rows.extend(db.session.connection().execute(union_all(own, as_companion)))
+    halls.preload(row[2] for row in rows)  # candidates are at these venues too
+    found: dict[int, dict[int, Stay]] = {case.case_id: {} for case in cases}
+    for row in rows:
+        visit, person_id = tuple(row[:8]), row[8]
+        if owners is not None:
+            owners[visit[0]] = visit[1]
+        for case in by_person[person_id]:
+            start, end = case.window
+            if not (start - MAX_STAY <= visit[5] < end):
+                continue
+            stay = _stay(visit, person_id, halls, now)
+            if stay.ends_at > start:
+                found[case.case_id].setdefault(stay.checkin_id, stay)
+    return {
+        case_id: sorted(stays.values(), key=lambda s: (s.starts_at, s.checkin_id)) for case_id, stays in found.items()
+    }
+
+
 def case_stays(
     person_id: int, window: tuple[datetime, datetime], now: datetime, halls: _Halls | None = None
 ) -> list[Stay]:
-    """The case's visits that overlap the infectious window: their own check-ins and the check-ins
-    they were a companion on (ix_checkins_person_id_checked_in_at and the companions index)."""
-    halls = halls or _Halls()
-    start, end = window
-    in_range = and_(Checkin.checked_in_at >= start - MAX_STAY, Checkin.checked_in_at < end)
-    own = select(*_VISIT_COLUMNS).where(Checkin.person_id == person_id, in_range)
-    as_companion = (
-        select(*_VISIT_COLUMNS)
-        .join(Companion, Companion.checkin_id == Checkin.id)
-        .where(Companion.person_id == person_id, in_range)
-    )
-    rows = [row for query in (own, as_companion) for row in db.session.connection().execute(query)]
-    halls.preload(row.venue_id for row in rows)  # candidates are at these venues too
-    stays: dict[int, Stay] = {}
-    for row in rows:
-        stay = _stay(row, person_id, halls, now)
-        if stay.ends_at > start and stay.checkin_id not in stays:
-            stays[stay.checkin_id] = stay
-    return sorted(stays.values(), key=lambda s: (s.starts_at, s.checkin_id))
+    """The visits of one person that overlap an infectious window (see _case_stays_many)."""
+    return _case_stays_many([CaseQuery(0, person_id, window)], now, halls or _Halls())[0]
 
 
-def _candidate_range(stay: Stay, rules: MatchRules) -> Any:
-    """Visits at the case visit's venue that arrived before its reach ended (at most MAX_STAY before it
-    began: a tight range on ix_checkins_venue_id_checked_in_at) and had not left before it began.
+def _candidate_ranges(stays: Sequence[Stay], rules: MatchRules) -> list[tuple[int, datetime, datetime]]:
+    """(venue, since, reach) ranges that together cover every case visit: case visits at one venue
+    whose reach (end plus tail) overlaps or touches the next one's start share one range, so a busy
+    venue is read once however many case visits it had."""
+    by_venue: dict[int, list[Stay]] = {}
+    for stay in stays:
+        by_venue.setdefault(stay.venue_id, []).append(stay)
+    ranges = []
+    for venue_id in sorted(by_venue):
+        group = sorted(by_venue[venue_id], key=lambda s: s.starts_at)
+        since, reach = group[0].starts_at, group[0].ends_at + rules.tail
+        for stay in group[1:]:
+            if stay.starts_at > reach:
+                ranges.append((venue_id, since, reach))
+                since, reach = stay.starts_at, stay.ends_at + rules.tail
+            else:
+                reach = max(reach, stay.ends_at + rules.tail)
+        ranges.append((venue_id, since, reach))
+    return ranges
 
-    The last condition is a superset of the exact rule (matching decides exactly) that lets the database
-    drop the day's other visits instead of shipping them to Python.
+
+_CANDIDATE_BRANCH = (
+    "SELECT id, person_id, venue_id, entrance_id, party_size, checked_in_at, planned_checkout_at, checked_out_at"
+    " FROM checkins WHERE venue_id = :venue{n} AND checked_in_at > :low{n} AND checked_in_at < :reach{n}"
+    " AND coalesce(checked_out_at, planned_checkout_at) > :since{n}"
+)
+
+
+@lru_cache(maxsize=64)
+def _candidate_query(ranges: int) -> TextClause:
+    """Visits at a range's venue that arrived before its reach (at most MAX_STAY before ``since``: a
+    tight range on ix_checkins_venue_id_checked_in_at) and had not left by ``since``; one UNION ALL
+    branch per range.
+
+    The last condition is a superset of the exact rule (matching decides exactly) that lets the
+    database drop the day's other visits instead of shipping them to Python. The index holds every
+    column read here, so each branch is an index-only range scan that never visits the table (an OR
+    of the ranges would make SQLite and PostgreSQL fetch every row of the range to test it). Textual
+    SQL, built once per number of ranges: building and caching an expression of fifty ranges for
+    every query, and converting its result columns, cost more than the database's work.
     """
-    return and_(
-        Checkin.venue_id == stay.venue_id,
-        Checkin.checked_in_at > stay.starts_at - MAX_STAY,
-        Checkin.checked_in_at < stay.ends_at + rules.tail,
-        func.coalesce(Checkin.checked_out_at, Checkin.planned_checkout_at) > stay.starts_at,
-    )
+    when = UTCDateTime()
+    params = [bindparam(f"{name}{n}", type_=when) for n in range(ranges) for name in ("low", "reach", "since")]
+    return text(" UNION ALL ".join(_CANDIDATE_BRANCH.format(n=n) for n in range(ranges))).bindparams(*params)
 
 
-# Case visits per candidate query: one round trip per case in practice, bounded statement size.
-STAYS_PER_QUERY = 50
+def _utc(value: Any) -> datetime:
+    """A raw timestamp from the driver as an aware UTC datetime: SQLite hands back text in the format
+    UTCDateTime stores, PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_CANDIDATE_QUERY_POSTGRESQL = text(
+    "SELECT c.id, c.person_id, c.venue_id, c.entrance_id, c.party_size, c.checked_in_at,"
+    " c.planned_checkout_at, c.checked_out_at"
+    " FROM unnest(CAST(:venues AS integer[]), CAST(:lows AS timestamptz[]), CAST(:reaches AS timestamptz[]),"
+    " CAST(:sinces AS timestamptz[])) AS r(venue_id, low, reach, since)"
+    " CROSS JOIN LATERAL (SELECT * FROM checkins WHERE checkins.venue_id = r.venue_id"
+    " AND checkins.checked_in_at > r.low AND checkins.checked_in_at < r.reach"
+    " AND coalesce(checkins.checked_out_at, checkins.planned_checkout_at) > r.since) AS c"
+)
+
+# Ranges per candidate query: bounded statement size (SQLite: one UNION ALL branch each;
+# PostgreSQL: one array element each, in one statement the driver prepares once).
+RANGES_PER_QUERY = {"sqlite": 50, "postgresql": 1000}
+
+
+def _candidate_rows(connection: Any, ranges: Sequence[tuple[int, datetime, datetime]]) -> Iterable[Any]:
+    """The rows of _candidate_query for these ranges. PostgreSQL gets the same ranges as four arrays
+    joined laterally to the index: one fixed statement, so the driver prepares it once and the server
+    never re-plans it for each number of ranges."""
+    if connection.dialect.name == "postgresql":
+        return connection.execute(
+            _CANDIDATE_QUERY_POSTGRESQL,
+            {
+                "venues": [venue_id for venue_id, _since, _reach in ranges],
+                "lows": [since - MAX_STAY for _venue, since, _reach in ranges],
+                "reaches": [reach for _venue, _since, reach in ranges],
+                "sinces": [since for _venue, since, _reach in ranges],
+            },
+        )
+    params: dict[str, Any] = {}
+    for n, (venue_id, since, reach) in enumerate(ranges):
+        params.update({f"venue{n}": venue_id, f"low{n}": since - MAX_STAY, f"reach{n}": reach, f"since{n}": since})
+    return connection.execute(_candidate_query(len(ranges)), params)
 
 
 def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, halls: _Halls) -> Iterator[Stay]:
-    """Stream the visits that may overlap any case visit: one query per group of case visits, each
-    branch an index range scan (PostgreSQL: BitmapOr; SQLite: multi-index OR)."""
-    for first in range(0, len(stays), STAYS_PER_QUERY):
-        group = stays[first : first + STAYS_PER_QUERY]
-        query = select(*_VISIT_COLUMNS).where(or_(*(_candidate_range(stay, rules) for stay in group)))
-        # Core execution on the session's connection: same transaction, without ORM row processing,
-        # which costs more than the rest of the per-row work together.
-        # (Options per statement: Connection.execution_options() would change the shared connection.)
-        result = db.session.connection().execute(query, execution_options={"yield_per": STREAM_BATCH})
-        for row in result:
-            yield _stay(row, row.person_id, halls, now)
+    """Stream the visits that may overlap any case visit: one query per group of ranges. A visit
+    reached by two ranges is streamed twice; find_contacts counts each pair once."""
+    ranges = _candidate_ranges(stays, rules)
+    connection = db.session.connection()
+    size = RANGES_PER_QUERY.get(connection.dialect.name, 50)
+    for first in range(0, len(ranges), size):
+        # Not streamed with yield_per: the overlap filter returns only visits that really overlap
+        # (hundreds per case visit), and a server-side cursor would cost PostgreSQL extra round trips.
+        rows = _candidate_rows(connection, ranges[first : first + size])
+        for checkin_id, person_id, venue_id, entrance_id, party_size, starts, planned, left in rows:
+            row = (checkin_id, person_id, venue_id, entrance_id, party_size, _utc(starts), _utc(planned),
+                   None if left is None else _utc(left))  # fmt: skip
+            yield _stay(row, person_id, halls, now)
 
 
 def _parties(checkin_ids: Iterable[int]) -> dict[int, list[int]]:
-    """Check-in id -> the people who came as its companions and gave a phone number (or an account)."""
+    """Check-in id -> the people who came as its companions and gave a phone number (or an account).
+
+    Callers pass only check-ins whose party size is above one (besides the case's own): companions
+    are only ever added within the party size (checkins.validate_party), so a party of one has none.
+    """
     ids = sorted(set(checkin_ids))
     parties: dict[int, list[int]] = {}
     for chunk_start in range(0, len(ids), 500):
@@ -184,33 +302,24 @@ def _parties(checkin_ids: Iterable[int]) -> dict[int, list[int]]:
     return parties
 
 
-def find_case_contacts(
-    person_id: int, window: tuple[datetime, datetime], rules: MatchRules, now: datetime
-) -> tuple[list[Stay], list[Contact]]:
-    """The case's visits and, per exposed (check-in, person), the strongest contact.
-
-    Exposed are: other visitors co-present with a case visit (matching.find_contacts), their
-    companions, and the rest of the case's own party on each case visit (the owner of a check-in the
-    case joined as a companion, and the other companions).
-    """
-    halls = _Halls()
-    stays = case_stays(person_id, window, now, halls)
-    if not stays:
-        return [], []
-    contacts = matching.find_contacts(stays, candidate_stays(stays, rules, now, halls), rules)
-    parties = _parties([c.checkin_id for c in contacts] + [s.checkin_id for s in stays])
-    owners = {s.checkin_id: None for s in stays}
+def _expand(
+    person_id: int,
+    stays: Sequence[Stay],
+    contacts: Iterable[Contact],
+    parties: Mapping[int, list[int]],
+    owners: Mapping[int, int],
+    rules: MatchRules,
+) -> list[Contact]:
+    """Add the exposed visitors' companions and the case's own party on each case visit (the owner of a
+    check-in the case joined as a companion, and the other companions); keep the strongest contact per
+    (check-in, person); never the case themselves."""
     expanded: list[Contact] = []
     for contact in contacts:
         expanded.append(contact)
         for companion in parties.get(contact.checkin_id, ()):
             expanded.append(dataclasses.replace(contact, person_id=companion))
-    if stays:
-        owner_rows = db.session.execute(select(Checkin.id, Checkin.person_id).where(Checkin.id.in_(list(owners))))
-        owners.update(dict(owner_rows.tuples().all()))
     for stay in stays:
-        party = [owners[stay.checkin_id], *parties.get(stay.checkin_id, ())]
-        for member in party:
+        for member in (owners.get(stay.checkin_id), *parties.get(stay.checkin_id, ())):
             if member is None or member == person_id:
                 continue
             contact = matching.co_present(stay, dataclasses.replace(stay, person_id=member), rules)
@@ -226,68 +335,159 @@ def find_case_contacts(
             best[key] = contact
         else:
             best[key] = matching.strongest_per_person([current, contact])[contact.person_id]
-    return stays, sorted(best.values(), key=lambda c: (c.checkin_id, c.person_id))
+    return sorted(best.values(), key=lambda c: (c.checkin_id, c.person_id))
 
 
-def _insert_ignoring_duplicates(rows: list[dict[str, Any]]) -> int:
+def _rounds(cases: Sequence[CaseQuery], stays: Mapping[int, list[Stay]]) -> list[list[CaseQuery]]:
+    """Split cases so that no check-in is a case visit of two cases in one round (the same person
+    twice, or two cases on one party's check-in): within a round a case visit names its case."""
+    rounds: list[tuple[list[CaseQuery], set[int]]] = []
+    for case in cases:
+        ids = {stay.checkin_id for stay in stays[case.case_id]}
+        for members, used in rounds:
+            if used.isdisjoint(ids):
+                members.append(case)
+                used |= ids
+                break
+        else:
+            rounds.append(([case], ids))
+    return [members for members, _ in rounds]
+
+
+def find_contacts_for_cases(
+    cases: Sequence[CaseQuery], rules: MatchRules, now: datetime
+) -> dict[int, tuple[list[Stay], list[Contact]]]:
+    """Case id -> (the case's visits, per exposed (check-in, person) the strongest contact), for many
+    cases at once: their visits in one query per PEOPLE_PER_QUERY people, and every venue's visits
+    read once per round however many case visits it had. The same result as one case at a time.
+
+    Exposed are: other visitors co-present with a case visit (matching.find_contacts), their
+    companions, and the rest of the case's own party on each case visit.
+    """
+    if not cases:
+        return {}
+    halls = _Halls()
+    owners: dict[int, int] = {}
+    stays = _case_stays_many(cases, now, halls, owners)
+    results: dict[int, tuple[list[Stay], list[Contact]]] = {}
+    for members in _rounds(cases, stays):
+        round_stays = [stay for case in members for stay in stays[case.case_id]]
+        case_of = {stay.checkin_id: case.case_id for case in members for stay in stays[case.case_id]}
+        found = matching.find_contacts(round_stays, candidate_stays(round_stays, rules, now, halls), rules)
+        per_case: dict[int, list[Contact]] = {case.case_id: [] for case in members}
+        for contact in found:
+            per_case[case_of[contact.case_checkin_id]].append(contact)
+        parties = _parties([c.checkin_id for c in found if c.party_size > 1] + list(case_of))
+        for case in members:
+            case_stays_ = stays[case.case_id]
+            results[case.case_id] = (
+                case_stays_,
+                _expand(case.person_id, case_stays_, per_case[case.case_id], parties, owners, rules),
+            )
+    return results
+
+
+def find_case_contacts(
+    person_id: int, window: tuple[datetime, datetime], rules: MatchRules, now: datetime
+) -> tuple[list[Stay], list[Contact]]:
+    """One person's visits in the window and the contacts they exposed (see find_contacts_for_cases)."""
+    return find_contacts_for_cases([CaseQuery(0, person_id, window)], rules, now)[0]
+
+
+def _stored_per_case(case_ids: Sequence[int]) -> Counter[int]:
+    rows = db.session.execute(
+        select(Exposure.case_id, func.count()).where(Exposure.case_id.in_(case_ids)).group_by(Exposure.case_id)
+    )
+    return Counter(dict(rows.tuples().all()))
+
+
+def _insert_ignoring_duplicates(rows: list[dict[str, Any]], case_ids: Sequence[int]) -> Counter[int]:
+    """Insert exposure rows, skipping those already stored; the number inserted per case.
+
+    A plain executemany (the driver pipelines it) and a count per case before and after: RETURNING
+    would make SQLAlchemy fold each chunk into one statement of thousands of parameters, which the
+    PostgreSQL driver parses again for every chunk.
+    """
     if not rows:
-        return 0
+        return Counter()
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = Exposure.__table__
-    stmt = (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["case_id", "checkin_id", "person_id"])
-        .returning(table.c.id)
-    )
+    stmt = insert(Exposure.__table__).on_conflict_do_nothing(index_elements=["case_id", "checkin_id", "person_id"])
+    before = _stored_per_case(case_ids)
     connection = db.session.connection()
-    inserted = 0
     for start in range(0, len(rows), 1000):
-        inserted += len(connection.execute(stmt, rows[start : start + 1000]).all())
-    return inserted
+        connection.execute(stmt, rows[start : start + 1000])
+    after = _stored_per_case(case_ids)
+    after.subtract(before)
+    return after
+
+
+@dataclass(frozen=True)
+class BatchMatch:
+    cases: list[CaseMatch]
+    outbreaks: int
+
+
+def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRules, tz: ZoneInfo) -> BatchMatch:
+    """Find and store the exposures of many cases together, then mark them matched. Flushes, never
+    commits: the caller's transaction holds the whole batch.
+
+    Running it again for the same cases inserts nothing new (unique (case, check-in, person)).
+    An annulled case is marked matched without looking for anyone. Raises LookupError for an unknown
+    case id and ValueError for a case whose dates give no window; nothing of the batch is flushed then.
+    """
+    loaded = {c.id: c for c in db.session.scalars(select(Case).where(Case.id.in_(list(case_ids))))}
+    missing = [case_id for case_id in case_ids if case_id not in loaded]
+    if missing:
+        raise LookupError(f"no case {missing[0]}")
+    queries = []
+    windows = {}
+    for case_id in case_ids:
+        case = loaded[case_id]
+        if case.status == CaseStatus.ACTIVE:
+            window = matching.infectious_window(case.tested_on, case.symptom_onset, case.isolated_on, tz, rules)
+            windows[case_id] = window
+            queries.append(CaseQuery(case_id, case.person_id, window))
+    found = find_contacts_for_cases(queries, rules, now)
+    venue_ids = {c.venue_id for _stays, contacts in found.values() for c in contacts}
+    venues = {v.id: v for v in db.session.scalars(select(Venue).where(Venue.id.in_(venue_ids)))}
+    zones = {venue_id: ZoneInfo(venue.timezone) for venue_id, venue in venues.items()}
+    rows = []
+    for case_id, (_stays, contacts) in found.items():
+        for contact in contacts:
+            name, venue_tz = venues[contact.venue_id].name, zones[contact.venue_id]
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "case_checkin_id": contact.case_checkin_id,
+                    "checkin_id": contact.checkin_id,
+                    "person_id": contact.person_id,
+                    "venue_id": contact.venue_id,
+                    "risk": contact.risk,
+                    "overlap_seconds": int(contact.overlap.total_seconds()),
+                    "reason_en": matching.describe(contact, name, venue_tz, "en"),
+                    "reason_ru": matching.describe(contact, name, venue_tz, "ru"),
+                    "status": ExposureStatus.NEW.value,
+                    "created_at": now,
+                }
+            )
+    inserted = _insert_ignoring_duplicates(rows, list(found))
+    for case_id, window in windows.items():
+        loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window
+    db.session.flush()  # the windows, which record_outbreaks reads
+    outbreaks = record_outbreaks({s.venue_id for stays, _contacts in found.values() for s in stays}, rules, now)
+    results = []
+    for case_id in case_ids:
+        loaded[case_id].matched_at = now
+        stays, contacts = found.get(case_id, ([], []))
+        results.append(CaseMatch(case_id, len(stays), len(contacts), inserted[case_id], outbreaks))
+    db.session.flush()
+    return BatchMatch(results, outbreaks)
 
 
 def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo) -> CaseMatch:
-    """Find and store the exposures of one case, then mark it matched. Flushes, never commits.
-
-    Running it again for the same case inserts nothing new (unique (case, check-in, person)).
-    An annulled case is marked matched without looking for anyone.
-    """
-    case = db.session.get(Case, case_id)
-    if case is None:
-        raise LookupError(f"no case {case_id}")
-    if case.status != CaseStatus.ACTIVE:
-        case.matched_at = now
-        db.session.flush()
-        return CaseMatch(case_id, 0, 0, 0, 0)
-    window = matching.infectious_window(case.tested_on, case.symptom_onset, case.isolated_on, tz, rules)
-    case.window_starts_at, case.window_ends_at = window
-    stays, contacts = find_case_contacts(case.person_id, window, rules, now)
-    venues = {v.id: v for v in db.session.scalars(select(Venue).where(Venue.id.in_({c.venue_id for c in contacts})))}
-    rows = []
-    for contact in contacts:
-        venue = venues[contact.venue_id]
-        venue_tz = ZoneInfo(venue.timezone)
-        rows.append(
-            {
-                "case_id": case.id,
-                "case_checkin_id": contact.case_checkin_id,
-                "checkin_id": contact.checkin_id,
-                "person_id": contact.person_id,
-                "venue_id": contact.venue_id,
-                "risk": contact.risk,
-                "overlap_seconds": int(contact.overlap.total_seconds()),
-                "reason_en": matching.describe(contact, venue.name, venue_tz, "en"),
-                "reason_ru": matching.describe(contact, venue.name, venue_tz, "ru"),
-                "status": ExposureStatus.NEW.value,
-                "created_at": now,
-            }
-        )
-    inserted = _insert_ignoring_duplicates(rows)
-    outbreaks = record_outbreaks({s.venue_id for s in stays}, rules, now)
-    case.matched_at = now
-    db.session.flush()
-    return CaseMatch(case.id, len(stays), len(rows), inserted, outbreaks)
+    """Find and store the exposures of one case, then mark it matched (see match_case_batch)."""
+    return match_case_batch([case_id], now=now, rules=rules, tz=tz).cases[0]
 
 
 def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime) -> int:

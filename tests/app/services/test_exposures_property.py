@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.models import Case, Checkin, CheckinSource, Companion, Exposure
-from app.services.exposures import match_case
+from app.services.exposures import match_case, match_case_batch
 from app.services.matching import MatchRules
 from tests import factories as f
 
@@ -104,42 +104,48 @@ def _oracle(visits: list[tuple[int, V]], case_person: int, window: tuple[datetim
     return {row for _, row in best.values()}
 
 
+def _write(db: Any, data: dict[str, Any]) -> tuple[list[Any], list[tuple[int, V]]]:
+    """Write the scenario's venues, six people and their visits; returns the people and (id, visit)."""
+    venues = [f.venue(name=f"Venue {i}", timezone="Europe/Berlin", halls=("A", "B")[:n])
+              for i, n in enumerate(data["halls"])]  # fmt: skip
+    persons = [f.person() for _ in range(6)]
+    # The schema allows one open visit per person: later open visits of the same person get closed.
+    open_seen: set[int] = set()
+    written: list[tuple[int, V]] = []
+    for v in data["visits"]:
+        hall_count = len(venues[v.venue].entrances) - 1
+        if v.hall is not None and v.hall >= hall_count:
+            v.hall = None
+        if v.minutes is None and v.owner in open_seen:
+            v.minutes = v.planned
+        if v.minutes is None:
+            open_seen.add(v.owner)
+        v.companions = sorted(set(v.companions) - {v.owner})
+        start = BASE + timedelta(minutes=v.start)
+        entrance = venues[v.venue].entrances[0 if v.hall is None else v.hall + 1]
+        row = Checkin(
+            person_id=persons[v.owner].id,
+            venue_id=venues[v.venue].id,
+            entrance_id=entrance.id,
+            party_size=1 + len(v.companions),
+            source=CheckinSource.POSTER,
+            checked_in_at=start,
+            planned_checkout_at=start + timedelta(minutes=v.planned),
+            checked_out_at=None if v.minutes is None else start + timedelta(minutes=v.minutes),
+        )
+        row.companions = [Companion(person_id=persons[c].id) for c in v.companions]
+        db.session.add(row)
+        db.session.flush()
+        written.append((row.id, v))
+    return persons, written
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=scenario)
 def test_exposures_equal_a_brute_force_oracle(app: Any, db: Any, data: dict[str, Any]) -> None:
     savepoint = db.session.begin_nested()
     try:
-        venues = [f.venue(name=f"Venue {i}", timezone="Europe/Berlin", halls=("A", "B")[:n])
-                  for i, n in enumerate(data["halls"])]  # fmt: skip
-        persons = [f.person() for _ in range(6)]
-        # The schema allows one open visit per person: later open visits of the same person get closed.
-        open_seen: set[int] = set()
-        written: list[tuple[int, V]] = []
-        for v in data["visits"]:
-            hall_count = len(venues[v.venue].entrances) - 1
-            if v.hall is not None and v.hall >= hall_count:
-                v.hall = None
-            if v.minutes is None and v.owner in open_seen:
-                v.minutes = v.planned
-            if v.minutes is None:
-                open_seen.add(v.owner)
-            v.companions = sorted(set(v.companions) - {v.owner})
-            start = BASE + timedelta(minutes=v.start)
-            entrance = venues[v.venue].entrances[0 if v.hall is None else v.hall + 1]
-            row = Checkin(
-                person_id=persons[v.owner].id,
-                venue_id=venues[v.venue].id,
-                entrance_id=entrance.id,
-                party_size=1 + len(v.companions),
-                source=CheckinSource.POSTER,
-                checked_in_at=start,
-                planned_checkout_at=start + timedelta(minutes=v.planned),
-                checked_out_at=None if v.minutes is None else start + timedelta(minutes=v.minutes),
-            )
-            row.companions = [Companion(person_id=persons[c].id) for c in v.companions]
-            db.session.add(row)
-            db.session.flush()
-            written.append((row.id, v))
+        persons, written = _write(db, data)
         tested = data["tested_on"]
         onset = None if data["onset_days_before"] is None else tested - timedelta(days=data["onset_days_before"])
         isolated = None if data["isolated_days_after"] is None else tested + timedelta(days=data["isolated_days_after"])
@@ -162,5 +168,50 @@ def test_exposures_equal_a_brute_force_oracle(app: Any, db: Any, data: dict[str,
         }
         assert (case.window_starts_at, case.window_ends_at) == window
         assert got == _oracle(written, 0, window)
+    finally:
+        savepoint.rollback()
+
+
+def _window(tested: date, onset: date | None, isolated: date | None) -> tuple[datetime, datetime]:
+    first_day = tested if onset is None else min(onset, tested)
+    return (_midnight(first_day - timedelta(days=RULES.lead_days)),
+            _midnight((isolated or tested) + timedelta(days=1)))  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=scenario,
+    cases=st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from([date(2026, 10, d) for d in range(24, 28)])),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_batch_of_cases_gives_each_case_what_the_oracle_gives_it_alone(
+    app: Any, db: Any, data: dict[str, Any], cases: list[tuple[int, date]]
+) -> None:
+    """Several cases matched in one batch (the job's way): people who were each other's contacts,
+    shared a party's check-in, or are the same person twice; every case still gets exactly its own
+    exposures."""
+    savepoint = db.session.begin_nested()
+    try:
+        persons, written = _write(db, data)
+        rows = [Case(person_id=persons[who].id, tested_on=tested, created_at=NOW) for who, tested in cases]
+        db.session.add_all(rows)
+        db.session.flush()
+
+        result = match_case_batch([c.id for c in rows], now=NOW, rules=RULES, tz=BERLIN)
+
+        assert [r.case_id for r in result.cases] == [c.id for c in rows]
+        id_of = {p.id: i for i, p in enumerate(persons)}
+        for case, (who, tested) in zip(rows, cases, strict=True):
+            window = _window(tested, None, None)
+            got = {
+                (e.checkin_id, id_of[e.person_id], e.risk.value, e.overlap_seconds, e.case_checkin_id)
+                for e in db.session.scalars(select(Exposure).where(Exposure.case_id == case.id))
+            }
+            assert (case.window_starts_at, case.window_ends_at) == window
+            assert case.matched_at == NOW
+            assert got == _oracle(written, who, window)
     finally:
         savepoint.rollback()
