@@ -10,53 +10,18 @@ network would; Kannel, the SMSC and this process share the machine's CPUs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import multiprocessing
 import os
-import re
 import sys
 import tempfile
-import threading
 import time
-from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_kannel_submit import _sent_by_kannel, network_side
 from tests.support.kannel import KannelProcess, KannelSettings, TestSmsc, find_binary
-
-
-async def _count_dlrs(counter: Synchronized[int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            await reader.readuntil(b"\r\n\r\n")
-            with counter.get_lock():
-                counter.value += 1
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-
-
-def _serve_network_side(conn: Connection, dlr_counter: Synchronized[int]) -> None:
-    """Child process: the SMSC and a cheap sink for delivery reports."""
-    smsc = TestSmsc(dlr_delay=0.0)
-    smsc.start()
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    server = asyncio.run_coroutine_threadsafe(
-        asyncio.start_server(lambda r, w: _count_dlrs(dlr_counter, r, w), "127.0.0.1", 0), loop
-    ).result()
-    conn.send((smsc.port, server.sockets[0].getsockname()[1]))
-    conn.recv()
-    smsc.close()
-
-
-def _sent_by_kannel(kannel: KannelProcess) -> int:
-    match = re.search(r"^SMS: received \d+ \(\d+ queued\), sent (\d+)", kannel.status_text() or "", re.M)
-    return int(match.group(1)) if match else 0
 
 
 def _make_app(database_url: str, kannel: KannelProcess, sink_port: int, overrides: dict[str, Any]) -> Any:
@@ -182,39 +147,32 @@ def main() -> None:
     if find_binary("bearerbox") is None:
         sys.exit("Kannel is not installed: run `bash .ci/install-kannel.sh`")
 
-    context = multiprocessing.get_context("spawn")
-    dlrs = context.Value("q", 0)
-    parent_end, child_end = context.Pipe()
-    network = context.Process(target=_serve_network_side, args=(child_end, dlrs), daemon=True)
-    network.start()
-    smsc_port, sink_port = parent_end.recv()
-    settings = KannelSettings(log_level=2, max_pending_submits=args.max_pending_submits)
-    with tempfile.TemporaryDirectory() as workdir:
-        database_url = args.database_url or f"sqlite:///{workdir}/bench.sqlite3"
-        kannel = KannelProcess(Path(workdir), TestSmsc(port=smsc_port), settings)
-        try:
-            kannel.start()
-            app = _make_app(
-                database_url,
-                kannel,
-                sink_port,
-                {"DISPATCH_BATCH_SIZE": args.batch_size, "DISPATCH_CONCURRENCY": args.concurrency},
-            )
-            print(
-                f"conditions: database={database_url.split(':', 1)[0]} batch={args.batch_size} "
-                f"concurrency={args.concurrency} Kannel 1.4.5 max-pending-submits={args.max_pending_submits} "
-                f"log-level=warning, dlr-mask 19 to an asyncio sink, text={'UCS-2' if args.cyrillic else 'GSM-7'}, "
-                f"one dispatcher process, {os.cpu_count()} CPUs shared by Kannel, the SMSC, the database "
-                f"and the dispatcher, load average {os.getloadavg()[0]:.1f}",
-                flush=True,
-            )
-            run(app, kannel, 200, args.cyrillic, "warm-up")
-            run(app, kannel, args.count, args.cyrillic, "measured")
-            measure_dlr_endpoint(app)
-        finally:
-            kannel.close()
-            parent_end.send("stop")
-            network.join(timeout=10)
+    with network_side() as (_dlrs, smsc_port, sink_port):
+        settings = KannelSettings(log_level=2, max_pending_submits=args.max_pending_submits)
+        with tempfile.TemporaryDirectory() as workdir:
+            database_url = args.database_url or f"sqlite:///{workdir}/bench.sqlite3"
+            kannel = KannelProcess(Path(workdir), TestSmsc(port=smsc_port), settings)
+            try:
+                kannel.start()
+                app = _make_app(
+                    database_url,
+                    kannel,
+                    sink_port,
+                    {"DISPATCH_BATCH_SIZE": args.batch_size, "DISPATCH_CONCURRENCY": args.concurrency},
+                )
+                print(
+                    f"conditions: database={database_url.split(':', 1)[0]} batch={args.batch_size} "
+                    f"concurrency={args.concurrency} Kannel 1.4.5 max-pending-submits={args.max_pending_submits} "
+                    f"log-level=warning, dlr-mask 19 to an asyncio sink, text={'UCS-2' if args.cyrillic else 'GSM-7'}, "
+                    f"one dispatcher process, {os.cpu_count()} CPUs shared by Kannel, the SMSC, the database "
+                    f"and the dispatcher, load average {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+                run(app, kannel, 200, args.cyrillic, "warm-up")
+                run(app, kannel, args.count, args.cyrillic, "measured")
+                measure_dlr_endpoint(app)
+            finally:
+                kannel.close()
 
 
 if __name__ == "__main__":

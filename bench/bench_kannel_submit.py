@@ -11,6 +11,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -46,6 +48,22 @@ def _serve_network_side(conn: Connection, dlr_counter: Synchronized[int]) -> Non
     conn.send((smsc.port, server.sockets[0].getsockname()[1]))
     conn.recv()  # until the parent is done
     smsc.close()
+
+
+@contextmanager
+def network_side() -> Iterator[tuple[Synchronized[int], int, int]]:
+    """Run the SMSC and the DLR receiver in a second process; yields (DLR count, SMSC port, sink port)."""
+    context = multiprocessing.get_context("spawn")
+    dlrs = context.Value("q", 0)
+    parent_end, child_end = context.Pipe()
+    network = context.Process(target=_serve_network_side, args=(child_end, dlrs), daemon=True)
+    network.start()
+    smsc_port, sink_port = parent_end.recv()
+    try:
+        yield dlrs, smsc_port, sink_port
+    finally:
+        parent_end.send("stop")
+        network.join(timeout=10)
 
 
 def _sent_by_kannel(kannel: KannelProcess) -> int:
@@ -93,38 +111,31 @@ def main() -> None:
     if find_binary("bearerbox") is None:
         sys.exit("Kannel is not installed: run `bash .ci/install-kannel.sh`")
 
-    context = multiprocessing.get_context("spawn")
-    dlrs = context.Value("q", 0)
-    parent_end, child_end = context.Pipe()
-    network = context.Process(target=_serve_network_side, args=(child_end, dlrs), daemon=True)
-    network.start()
-    smsc_port, sink_port = parent_end.recv()
-    dlr_url = kannel_dlr_url_template(f"http://127.0.0.1:{sink_port}/dlr") if args.dlr else None
+    with network_side() as (dlrs, smsc_port, sink_port):
+        dlr_url = kannel_dlr_url_template(f"http://127.0.0.1:{sink_port}/dlr") if args.dlr else None
 
-    print(
-        f"conditions: Kannel 1.4.5 bearerbox+smsbox, SMPP transceiver to an asyncio test SMSC in a second "
-        f"process, max-pending-submits={args.max_pending_submits}, sms-outgoing-queue-limit={args.queue_limit}, "
-        f"throughput unlimited, log-level=warning, access logs on, "
-        f"dlr={'mask 19 to an asyncio sink in the SMSC process' if args.dlr else 'off'}, "
-        f"text={'UCS-2' if args.cyrillic else 'GSM-7'}, httpx GET with keep-alive, "
-        f"{os.cpu_count()} CPUs shared by Kannel, the SMSC and this client, load average {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
-    settings = KannelSettings(
-        log_level=2, max_pending_submits=args.max_pending_submits, outgoing_queue_limit=args.queue_limit
-    )
-    smsc_address = TestSmsc(port=smsc_port)  # only its port and credentials are read by KannelProcess
-    with tempfile.TemporaryDirectory() as workdir:
-        kannel = KannelProcess(Path(workdir), smsc_address, settings)
-        try:
-            kannel.start()
-            run(200, 8, kannel, dlrs, dlr_url, args.cyrillic)  # warm-up
-            for concurrency in (int(c) for c in args.concurrency.split(",")):
-                run(args.count, concurrency, kannel, dlrs, dlr_url, args.cyrillic)
-        finally:
-            kannel.close()
-            parent_end.send("stop")
-            network.join(timeout=10)
+        print(
+            f"conditions: Kannel 1.4.5 bearerbox+smsbox, SMPP transceiver to an asyncio test SMSC in a second "
+            f"process, max-pending-submits={args.max_pending_submits}, sms-outgoing-queue-limit={args.queue_limit}, "
+            f"throughput unlimited, log-level=warning, access logs on, "
+            f"dlr={'mask 19 to an asyncio sink in the SMSC process' if args.dlr else 'off'}, "
+            f"text={'UCS-2' if args.cyrillic else 'GSM-7'}, httpx GET with keep-alive, "
+            f"{os.cpu_count()} CPUs shared by Kannel, the SMSC and this client, load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        settings = KannelSettings(
+            log_level=2, max_pending_submits=args.max_pending_submits, outgoing_queue_limit=args.queue_limit
+        )
+        smsc_address = TestSmsc(port=smsc_port)  # only its port and credentials are read by KannelProcess
+        with tempfile.TemporaryDirectory() as workdir:
+            kannel = KannelProcess(Path(workdir), smsc_address, settings)
+            try:
+                kannel.start()
+                run(200, 8, kannel, dlrs, dlr_url, args.cyrillic)  # warm-up
+                for concurrency in (int(c) for c in args.concurrency.split(",")):
+                    run(args.count, concurrency, kannel, dlrs, dlr_url, args.cyrillic)
+            finally:
+                kannel.close()
 
 
 if __name__ == "__main__":
