@@ -120,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KIOSK_CODE_WINDOW_STEPS", _parse_int, 1, "time steps of tolerance when checking rotating codes"),
     Setting("DISPATCH_BATCH_SIZE", _parse_int, 500, "messages claimed per dispatcher round"),
     Setting("DISPATCH_MAX_ATTEMPTS", _parse_int, 8, "send attempts before a message is marked failed"),
-    Setting("DISPATCH_CONCURRENCY", _parse_int, 8, "parallel gateway submissions per dispatcher"),
+    Setting("DISPATCH_CONCURRENCY", _parse_int, 16, "parallel gateway submissions per dispatcher"),
     Setting("DISPATCH_CLAIM_SECONDS", _parse_int, 120, "how long a claimed message is reserved for one dispatcher"),
     Setting("QUIET_HOURS_SPREAD_MINUTES", _parse_int, 60, "morning messages after quiet hours spread over this long"),
     Setting("OFFICIAL_SESSION_MINUTES", _parse_int, 30, "officials are signed out after this much inactivity"),

@@ -69,9 +69,9 @@ JOB_TIME_BUDGET_SECONDS = 50.0
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    batch_size: int = 100
+    batch_size: int = 500
     max_attempts: int = 8
-    concurrency: int = 8
+    concurrency: int = 16
     claim_seconds: int = 120
     quiet_start: time = time(22, 0)
     quiet_end: time = time(9, 0)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
-import httpx
+from app.services.sms_transport import AiohttpTransport, HttpAnswer, HttpRequest, Transport
 
 # -- SMS length rules ---------------------------------------------------------------------------
 
@@ -181,6 +180,16 @@ _SAFE_REFERENCE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 # Kannel reads several recipients from one `to` separated by spaces: accept exactly one number.
 _RECIPIENT = re.compile(r"\+?[0-9]{3,20}")
 _TRANSIENT_STATUS = frozenset({401, 403, 408, 425, 429})
+# sendsms parameters as headers of its POST form (the text is the body, its charset in Content-Type).
+_KANNEL_POST_HEADERS = {
+    "username": "X-Kannel-Username",
+    "password": "X-Kannel-Password",
+    "from": "X-Kannel-From",
+    "to": "X-Kannel-To",
+    "coding": "X-Kannel-Coding",
+    "dlr-mask": "X-Kannel-DLR-Mask",
+    "dlr-url": "X-Kannel-DLR-Url",
+}
 
 
 class SmsGateway(Protocol):
@@ -204,67 +213,64 @@ def classify_http_status(status_code: int) -> SendOutcome:
     return SendOutcome.PERMANENT_ERROR
 
 
-# Failures where the gateway cannot have processed the request: no connection, or the request
-# was never completely written (an HTTP server acts only on a whole request).
-_NOT_REACHED = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.WriteError,
-    httpx.WriteTimeout,
-    httpx.LocalProtocolError,
-    httpx.UnsupportedProtocol,
-    httpx.ProxyError,
-)
-
-
-def _transport_failure(exc: httpx.TransportError) -> SendResult:
-    # After a read timeout or a dropped connection the gateway may have accepted the message, and
-    # neither Kannel nor the generic API has idempotency keys: such results are marked in_doubt so
-    # the caller can decide not to retry blindly (the dispatcher waits for a delivery report).
-    return SendResult(
-        SendOutcome.TRANSIENT_ERROR, f"{type(exc).__name__}: {exc}", in_doubt=not isinstance(exc, _NOT_REACHED)
-    )
-
-
-def _make_client(timeout: float, max_connections: int) -> httpx.Client:
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-    )
-
-
 class _HttpGateway:
-    """Shared client lifetime and concurrent submission for the gateways below."""
+    """What both gateways share: a transport made on first use, and batch submission in order.
 
-    def __init__(self, client: httpx.Client | None, timeout: float, concurrency: int) -> None:
+    A subclass turns a message into an HTTP request (or refuses it before any request) and reads
+    the gateway's answer; the transport sends the whole batch concurrently.
+    """
+
+    def __init__(self, transport: Transport | None, timeout: float, concurrency: int) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
-        self._owns_client = client is None
-        self.client = client or _make_client(timeout, concurrency)
+        self.timeout = timeout
+        self._owns_transport = transport is None
+        self._transport = transport
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = AiohttpTransport(self.timeout, self.concurrency)
+        return self._transport
+
+    def request_for(self, message: OutgoingSms) -> HttpRequest | SendResult:
+        """The request that submits `message`, or the result when it is refused before sending."""
+        raise NotImplementedError
+
+    def read_answer(self, answer: HttpAnswer) -> SendResult:
+        return SendResult(classify_http_status(answer.status), answer.text.strip()[:500], answer.status)
 
     def send(self, to: str, text: str, reference: str) -> SendResult:
-        raise NotImplementedError
+        return self.send_many([OutgoingSms(to, text, reference)])[0]
 
     def send_many(self, items: Iterable[OutgoingSms]) -> list[SendResult]:
         """Submit many messages over `concurrency` kept-alive connections; results keep order.
 
         Each result is independent: one refused message does not stop the others.
         """
-        batch = list(items)
-        if len(batch) <= 1 or self.concurrency == 1:
-            return [self.send(m.to, m.text, m.reference) for m in batch]
-
-        def send(message: OutgoingSms) -> SendResult:
-            return self.send(message.to, message.text, message.reference)
-
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batch)), thread_name_prefix="sms-send") as pool:
-            return list(pool.map(send, batch))
+        prepared = [self.request_for(m) for m in items]
+        requests = [p for p in prepared if isinstance(p, HttpRequest)]
+        exchanges = iter(self.transport.exchange_many(requests))
+        results: list[SendResult] = []
+        for item in prepared:
+            if isinstance(item, SendResult):
+                results.append(item)
+                continue
+            exchange = next(exchanges)
+            if isinstance(exchange, HttpAnswer):
+                results.append(self.read_answer(exchange))
+            else:
+                # After a read timeout or a dropped connection the gateway may have accepted the
+                # message, and neither Kannel nor the generic API has idempotency keys: in_doubt
+                # lets the dispatcher wait for a delivery report instead of retrying blindly.
+                results.append(SendResult(SendOutcome.TRANSIENT_ERROR, exchange.detail, in_doubt=exchange.in_doubt))
+        return results
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        if self._owns_transport and self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     def __enter__(self) -> Self:
         return self
@@ -301,9 +307,9 @@ class KannelGateway(_HttpGateway):
         max_segments: int = 10,
         timeout: float = 5.0,
         concurrency: int = 8,
-        client: httpx.Client | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        super().__init__(client, timeout, concurrency)
+        super().__init__(transport, timeout, concurrency)
         self.sendsms_url = sendsms_url
         self.username, self.password, self.sender = username, password, sender
         self.dlr_url_template = dlr_url_template
@@ -311,7 +317,7 @@ class KannelGateway(_HttpGateway):
         self.max_segments = max_segments
 
     def sendsms_params(self, to: str, text: str, reference: str) -> dict[str, str]:
-        """The sendsms query for one message; it carries the password, so never log it whole."""
+        """The sendsms parameters for one message; they carry the password, so never log them whole."""
         if not _SAFE_REFERENCE.fullmatch(reference):
             raise ValueError(f"reference must match {_SAFE_REFERENCE.pattern}: {reference!r}")
         params = {
@@ -329,26 +335,29 @@ class KannelGateway(_HttpGateway):
             params["dlr-url"] = self.dlr_url_template.replace("{reference}", reference)
         return params
 
-    def send(self, to: str, text: str, reference: str) -> SendResult:
-        encoding, segments = sms_segments(text)
+    def request_for(self, message: OutgoingSms) -> HttpRequest | SendResult:
+        encoding, segments = sms_segments(message.text)
         if segments > self.max_segments:
             return SendResult(
                 SendOutcome.PERMANENT_ERROR, f"text needs {segments} {encoding} parts, the limit is {self.max_segments}"
             )
-        if not _RECIPIENT.fullmatch(to.strip()):
+        if not _RECIPIENT.fullmatch(message.to.strip()):
             # Not echoed back: the answer is stored with the message, and numbers are never in clear.
             return SendResult(SendOutcome.PERMANENT_ERROR, "invalid recipient: not one phone number")
-        params = self.sendsms_params(to, text, reference)
-        try:
-            response = self.client.get(self.sendsms_url, params=params)
-        except httpx.TransportError as exc:
-            return _transport_failure(exc)
-        answer = response.text.strip()
-        outcome = classify_http_status(response.status_code)
+        # sendsms's POST form (text in the body, the rest in X-Kannel headers) rather than its GET
+        # query: the HTTP client never repeats a POST on its own (see app.services.sms_transport).
+        params = self.sendsms_params(message.to, message.text, message.reference)
+        headers = {_KANNEL_POST_HEADERS[name]: value for name, value in params.items() if name in _KANNEL_POST_HEADERS}
+        headers["Content-Type"] = f"text/plain; charset={params['charset']}"
+        return HttpRequest("POST", self.sendsms_url, body=params["text"].encode(params["charset"]), headers=headers)
+
+    def read_answer(self, answer: HttpAnswer) -> SendResult:
+        text = answer.text.strip()
+        outcome = classify_http_status(answer.status)
         # "0:" accepted and "3:" queued are both Kannel's responsibility from here on.
-        if outcome is SendOutcome.ACCEPTED and not answer.startswith(("0:", "3:", "Sent")):
+        if outcome is SendOutcome.ACCEPTED and not text.startswith(("0:", "3:", "Sent")):
             outcome = SendOutcome.TRANSIENT_ERROR
-        return SendResult(outcome, answer, response.status_code)
+        return SendResult(outcome, text, answer.status)
 
 
 @dataclass(frozen=True)
@@ -372,9 +381,9 @@ class GenericHttpGateway(_HttpGateway):
         extra: Mapping[str, object] | None = None,
         timeout: float = 5.0,
         concurrency: int = 8,
-        client: httpx.Client | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        super().__init__(client, timeout, concurrency)
+        super().__init__(transport, timeout, concurrency)
         self.url = url
         self.sender = sender
         self.headers = dict([auth_header]) if auth_header else {}
@@ -392,9 +401,7 @@ class GenericHttpGateway(_HttpGateway):
             body[self.fields.sender] = self.sender
         return body
 
-    def send(self, to: str, text: str, reference: str) -> SendResult:
-        try:
-            response = self.client.post(self.url, json=self.payload(to, text, reference), headers=self.headers)
-        except httpx.TransportError as exc:
-            return _transport_failure(exc)
-        return SendResult(classify_http_status(response.status_code), response.text.strip()[:500], response.status_code)
+    def request_for(self, message: OutgoingSms) -> HttpRequest | SendResult:
+        return HttpRequest(
+            "POST", self.url, json=self.payload(message.to, message.text, message.reference), headers=self.headers
+        )

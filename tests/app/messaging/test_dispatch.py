@@ -7,7 +7,6 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from flask import Flask
 from sqlalchemy import select
@@ -25,7 +24,9 @@ from app.services.dispatch import (
 )
 from app.services.outbox import record_delivery_report
 from app.services.sms_gateways import DeliveryReport, DeliveryStatus, KannelGateway, sms_segments
+from app.services.sms_transport import Exchange, HttpAnswer, HttpFailure, HttpRequest
 from tests.app.messaging.conftest import ScriptedChannels, queue
+from tests.support.sms_transport import ScriptedTransport
 
 SETTINGS = DispatchSettings(batch_size=100, max_attempts=3, claim_seconds=120)
 
@@ -146,7 +147,7 @@ def _kannel_answering(handler: Any) -> Channels:
         "p",
         "7377",
         "http://app.test/gateway/sms/dlr?ref={reference}&type=%d",
-        client=httpx.Client(transport=httpx.MockTransport(handler)),
+        transport=ScriptedTransport(handler),
     )
     return Channels({}, gateway)
 
@@ -155,10 +156,10 @@ def test_gateway_read_timeout_is_in_doubt_but_a_refused_connection_is_retried(db
     timed_out = queue(now, key="t1", recipient="+79160000001")
     refused = queue(now, key="t2", recipient="+79160000002")
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.params["to"] == "+79160000001":
-            raise httpx.ReadTimeout("the request went out, no answer came back")
-        raise httpx.ConnectError("connection refused")
+    def handler(request: HttpRequest) -> Exchange:
+        if request.headers["X-Kannel-To"] == "+79160000001":
+            return HttpFailure("SocketTimeoutError: the request went out, no answer came back", in_doubt=True)
+        return HttpFailure("ClientConnectorError: connection refused", in_doubt=False)
 
     summary = dispatch_once(now, SETTINGS, _kannel_answering(handler))
     assert (summary.unconfirmed, summary.retried) == (1, 1)
@@ -168,7 +169,7 @@ def test_gateway_read_timeout_is_in_doubt_but_a_refused_connection_is_retried(db
 
 def test_invalid_number_from_the_gateway_fails_at_once(db: Any, now: datetime) -> None:
     message = queue(now, key="bad", recipient="+7916")
-    channels = _kannel_answering(lambda r: httpx.Response(400, text="Number(s) has/have been denied"))
+    channels = _kannel_answering(lambda r: HttpAnswer(400, "Number(s) has/have been denied"))
     dispatch_once(now, SETTINGS, channels)
     assert reload(db, message).status is MessageStatus.FAILED
 
@@ -176,9 +177,9 @@ def test_invalid_number_from_the_gateway_fails_at_once(db: Any, now: datetime) -
 def test_long_sms_is_shortened_to_three_parts() -> None:
     seen: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.url.params["text"])
-        return httpx.Response(202, text="0: Accepted for delivery")
+    def handler(request: HttpRequest) -> Exchange:
+        seen.append((request.body or b"").decode())
+        return HttpAnswer(202, "0: Accepted for delivery")
 
     long_text = "Вы были в кафе «Ромашка» рядом с человеком с положительным тестом. " * 10
     channels = _kannel_answering(handler)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from app.services.sms_gateways import (
@@ -27,8 +25,10 @@ from app.services.sms_gateways import (
     shorten_for_sms,
     sms_segments,
 )
+from app.services.sms_transport import Exchange, HttpAnswer, HttpFailure, HttpRequest
 from tests.support import kannel as kannel_support
 from tests.support.kannel import KannelProcess, free_port, make_kannel_fixture
+from tests.support.sms_transport import ScriptedTransport
 
 # -- segmentation ---------------------------------------------------------------------------------
 
@@ -166,10 +166,14 @@ def test_http_status_classification(status: int, outcome: SendOutcome) -> None:
     assert classify_http_status(status) is outcome
 
 
-def _kannel_with(handler: Callable[[httpx.Request], httpx.Response]) -> KannelGateway:
-    client = httpx.Client(transport=httpx.MockTransport(handler))
+def _kannel_with(handler: Callable[[HttpRequest], Exchange]) -> KannelGateway:
     return KannelGateway(
-        "http://kannel/cgi-bin/sendsms", "u", "p", "7377", "http://app/dlr?ref={reference}&type=%d", client=client
+        "http://kannel/cgi-bin/sendsms",
+        "u",
+        "p",
+        "7377",
+        "http://app/dlr?ref={reference}&type=%d",
+        transport=ScriptedTransport(handler),
     )
 
 
@@ -186,35 +190,35 @@ def _kannel_with(handler: Callable[[httpx.Request], httpx.Response]) -> KannelGa
     ],
 )
 def test_kannel_answers_map_to_outcomes(status: int, body: str, outcome: SendOutcome) -> None:
-    with _kannel_with(lambda request: httpx.Response(status, text=body)) as gateway:
+    with _kannel_with(lambda request: HttpAnswer(status, body)) as gateway:
         result = gateway.send("+79161234567", "hello", "n-1")
     assert (result.outcome, result.message, result.status_code) == (outcome, body, status)
 
 
 def test_kannel_request_carries_ucs2_coding_and_reference_for_cyrillic() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[HttpRequest] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: HttpRequest) -> Exchange:
         seen.append(request)
-        return httpx.Response(202, text="0: Accepted for delivery")
+        return HttpAnswer(202, "0: Accepted for delivery")
 
     with _kannel_with(handler) as gateway:
         gateway.send("+79161234567", "Сдайте тест", "n-7")
         gateway.send("+79161234567", "Get tested", "n-8")
-    cyrillic, latin = (dict(r.url.params) for r in seen)
-    assert cyrillic["coding"] == "2" and cyrillic["charset"] == "UTF-8"
-    assert cyrillic["text"] == "Сдайте тест"
-    assert cyrillic["dlr-url"] == "http://app/dlr?ref=n-7&type=%d" and cyrillic["dlr-mask"] == "19"
-    assert "coding" not in latin
+    assert {r.method for r in seen} == {"POST"}  # never re-sent by the HTTP client on its own
+    cyrillic, latin = (r.headers for r in seen)
+    assert cyrillic["X-Kannel-Coding"] == "2" and cyrillic["Content-Type"] == "text/plain; charset=UTF-8"
+    assert seen[0].body == "Сдайте тест".encode()
+    assert cyrillic["X-Kannel-DLR-Url"] == "http://app/dlr?ref=n-7&type=%d" and cyrillic["X-Kannel-DLR-Mask"] == "19"
+    assert (cyrillic["X-Kannel-To"], cyrillic["X-Kannel-From"]) == ("+79161234567", "7377")
+    assert "X-Kannel-Coding" not in latin
 
 
-@pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
-def test_kannel_network_failures_are_transient(exc: httpx.TransportError) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
-
-    with _kannel_with(handler) as gateway:
-        assert gateway.send("+79161234567", "hello", "n-1").outcome is SendOutcome.TRANSIENT_ERROR
+@pytest.mark.parametrize("in_doubt", [False, True])
+def test_kannel_network_failures_are_transient_and_keep_the_doubt(in_doubt: bool) -> None:
+    with _kannel_with(lambda request: HttpFailure("ReadTimeout", in_doubt)) as gateway:
+        result = gateway.send("+79161234567", "hello", "n-1")
+    assert (result.outcome, result.in_doubt, result.message) == (SendOutcome.TRANSIENT_ERROR, in_doubt, "ReadTimeout")
 
 
 @pytest.mark.parametrize(
@@ -226,7 +230,7 @@ def test_kannel_network_failures_are_transient(exc: httpx.TransportError) -> Non
     ],
 )
 def test_kannel_refuses_bad_input_without_a_request(to: str, text: str) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: HttpRequest) -> Exchange:
         raise AssertionError("no request expected")
 
     with _kannel_with(handler) as gateway:
@@ -234,31 +238,30 @@ def test_kannel_refuses_bad_input_without_a_request(to: str, text: str) -> None:
 
 
 def test_kannel_rejects_references_kannel_would_rewrite() -> None:
-    with _kannel_with(lambda request: httpx.Response(202)) as gateway, pytest.raises(ValueError):
+    with _kannel_with(lambda request: HttpAnswer(202, "")) as gateway, pytest.raises(ValueError):
         gateway.send("+79161234567", "hello", "ссылка%D")
 
 
 def test_generic_gateway_posts_configured_json_fields_and_auth() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[HttpRequest] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: HttpRequest) -> Exchange:
         seen.append(request)
-        return httpx.Response(201 if len(seen) == 1 else 422, text='{"id": 1}')
+        return HttpAnswer(201 if len(seen) == 1 else 422, '{"id": 1}')
 
-    client = httpx.Client(transport=httpx.MockTransport(handler))
     gateway = GenericHttpGateway(
         "http://sms/api",
         sender="Venue",
         auth_header=("Authorization", "Bearer t"),
         fields=JsonFieldNames(to="msisdn", text="body", reference="client_ref"),
         extra={"priority": "high"},
-        client=client,
+        transport=ScriptedTransport(handler),
     )
     first = gateway.send("+79161234567", "Сдайте тест", "n-1")
     second = gateway.send("+79161234567", "x", "n-2")
     assert first.outcome is SendOutcome.ACCEPTED and second.outcome is SendOutcome.PERMANENT_ERROR
-    assert seen[0].headers["Authorization"] == "Bearer t"
-    assert json.loads(seen[0].content) == {
+    assert (seen[0].method, seen[0].url, seen[0].headers["Authorization"]) == ("POST", "http://sms/api", "Bearer t")
+    assert seen[0].json == {
         "msisdn": "+79161234567",
         "body": "Сдайте тест",
         "client_ref": "n-1",
@@ -435,7 +438,7 @@ def test_gateway_down_is_transient_and_sending_resumes_after_restart(
     kannel.stop()
     try:
         down = gateway.send("+79164440001", "while down", "n-401")
-        assert down.outcome is SendOutcome.TRANSIENT_ERROR and "ConnectError" in down.message
+        assert down.outcome is SendOutcome.TRANSIENT_ERROR and not down.in_doubt, down
     finally:
         kannel.start()
     assert gateway.send("+79164440001", "after restart", "n-402").is_accepted
