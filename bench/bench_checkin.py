@@ -203,33 +203,15 @@ def wrk(port: int, path: str, seconds: int, connections: int, script: Path | Non
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--port", type=int, default=8731)
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (apt-get install wrk)")
-    workdir = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
-    devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
-    (workdir / "bench_wsgi.py").write_text(WSGI)
-    script = workdir / "checkin.lua"
-    script.write_text(
-        LUA
-        % {
-            "devices": ",".join(json.dumps(d) for d in devices),
-            "posters": ",".join(json.dumps(p) for p in poster_tokens),
-        }
-    )
+def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int) -> tuple[float, float]:
+    """Start gunicorn with `workers`, warm up, then measure hello and check-in; returns requests/s."""
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
             "--workers",
-            str(args.workers),
+            str(workers),
+            "--threads",
+            str(args.threads),
             "--bind",
             f"127.0.0.1:{args.port}",
             "--chdir",
@@ -250,15 +232,46 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    return hello, checkin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--workers", default="2", help="gunicorn sync workers; a list (2,4) measures each in turn")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (1: sync workers)")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8731)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
+    devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
+    (workdir / "bench_wsgi.py").write_text(WSGI)
+    script = workdir / "checkin.lua"
+    script.write_text(
+        LUA
+        % {
+            "devices": ",".join(json.dumps(d) for d in devices),
+            "posters": ",".join(json.dumps(p) for p in poster_tokens),
+        }
+    )
     backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     print(
-        f"conditions: {backend}, {args.rows} visits pre-loaded (loaded in {load_s:.0f} s), gunicorn sync "
-        f"workers={args.workers}, wrk -t2 -c{args.connections} -d{args.seconds}s on loopback, "
+        f"conditions: {backend}, {args.rows} visits pre-loaded (loaded in {load_s:.0f} s), gunicorn "
+        f"threads={args.threads}, wrk -t2 -c{args.connections} -d{args.seconds}s on loopback, "
         f"{os.cpu_count()} CPUs shared by server, database and load generator, {len(devices)} devices x "
-        f"{len(poster_tokens)} posters"
+        f"{len(poster_tokens)} posters; hello and check-in measured one after the other under the same server"
     )
-    print(f"hello:    {hello:8.0f} requests/s")
-    print(f"check-in: {checkin:8.0f} requests/s  ({checkin / hello:.0%} of hello)")
+    for workers in (int(w) for w in str(args.workers).split(",")):
+        hello, checkin = measure(args, workdir, script, workers)
+        print(
+            f"workers={workers}: hello {hello:6.0f} requests/s, check-in {checkin:6.0f} requests/s "
+            f"({checkin / hello:.0%} of hello)",
+            flush=True,
+        )
     shutil.rmtree(workdir, ignore_errors=True)
 
 

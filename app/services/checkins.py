@@ -14,17 +14,17 @@ Rules (PRODUCT.md, "Default rules"):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import DomainError, NotFoundError, ValidationError
 from app.extensions import db
 from app.models import Checkin, CheckinSource, CheckoutReason, Companion, Entrance, Person, Venue
-from app.services import people
+from app.services import people, posters
 
 MAX_PARTY_SIZE = 50
 MAX_VISIT = timedelta(hours=24)
@@ -68,14 +68,18 @@ def open_visit(person_id: int) -> Checkin | None:
     )
 
 
+def ending(
+    checked_in_at: datetime, planned_checkout_at: datetime, now: datetime, reason: CheckoutReason
+) -> tuple[datetime, CheckoutReason]:
+    """When and why an open visit ends at `now`: at its planned end (auto) if that passed."""
+    if planned_checkout_at <= now:
+        return planned_checkout_at, CheckoutReason.AUTO
+    # A late offline batch can carry a `now` before the open visit began; never end before the start.
+    return max(now, checked_in_at), reason
+
+
 def _end(visit: Checkin, now: datetime, reason: CheckoutReason) -> None:
-    if visit.planned_checkout_at <= now:
-        visit.checked_out_at = visit.planned_checkout_at
-        visit.checkout_reason = CheckoutReason.AUTO
-    else:
-        # A late offline batch can carry a `now` before the open visit began; never end before the start.
-        visit.checked_out_at = max(now, visit.checked_in_at)
-        visit.checkout_reason = reason
+    visit.checked_out_at, visit.checkout_reason = ending(visit.checked_in_at, visit.planned_checkout_at, now, reason)
 
 
 def _add_companions(visit: Checkin, phones: Sequence[str], party_size: int, now: datetime) -> None:
@@ -152,7 +156,7 @@ def _check_in_once(
             _end(current, now, CheckoutReason.AUTO)
             ended, current = current, None
         if current is not None and current.venue_id == venue.id:
-            current.planned_checkout_at = max(current.planned_checkout_at, now + stay)
+            current.planned_checkout_at = continued_until(current.planned_checkout_at, now, stay)
             current.party_size = max(current.party_size, party_size)
             _add_companions(current, phones, current.party_size, now)
             db.session.flush()
@@ -178,6 +182,147 @@ def _check_in_once(
         _add_companions(visit, phones, party_size, now)
         db.session.flush()
     return CheckinResult(visit, "created", ended)
+
+
+def continued_until(planned_checkout_at: datetime, now: datetime, stay: timedelta) -> datetime:
+    """A repeat check-in at the open visit's venue: the person is evidently still there."""
+    return max(planned_checkout_at, now + stay)
+
+
+# --- the JSON check-in's fast path ---------------------------------------------------------------
+#
+# A visitor alone (no companions, no client id) checking in through the API is the busiest path of
+# the whole service. It applies the same rules as check_in (through `ending` and `continued_until`)
+# with a few Core statements instead of the ORM: read the open visit with its venue, close or extend
+# it, insert the new one. The partial unique index decides races: the insert does nothing if another
+# request opened a visit meanwhile, and the decision is made once more against that visit.
+# tests/app/visitors/test_checkin_fast_path.py runs both paths side by side on random sequences.
+
+
+@dataclass(frozen=True)
+class VisitView:
+    """A visit as the check-in answer shows it."""
+
+    id: int
+    venue_name: str
+    venue_short_code: str
+    party_size: int
+    source: CheckinSource
+    checked_in_at: datetime
+    planned_checkout_at: datetime
+    checked_out_at: datetime | None
+    checkout_reason: CheckoutReason | None
+
+
+@dataclass(frozen=True)
+class QuickResult:
+    checkin: VisitView
+    status: Literal["created", "continued"]
+    ended: VisitView | None
+
+
+class CheckinBusy(DomainError):
+    status = 503
+
+
+_c = Checkin.__table__
+_v = Venue.__table__
+_p = Person.__table__
+# Built once, executed on the session's connection: building and compiling a statement costs more
+# Python time than the database needs to run it.
+_OPEN_VISIT = (
+    select(
+        _c.c.id,
+        _c.c.venue_id,
+        _c.c.party_size,
+        _c.c.source,
+        _c.c.checked_in_at,
+        _c.c.planned_checkout_at,
+        _v.c.name,
+        _v.c.short_code,
+    )
+    .join(_v, _v.c.id == _c.c.venue_id)
+    .where(_c.c.person_id == bindparam("person_id"), _c.c.checked_out_at.is_(None))
+    .with_for_update(of=_c)
+)
+_EXTEND = update(_c).where(_c.c.id == bindparam("b_id")).values(planned_checkout_at=bindparam("b_until"))
+_CLOSE = (
+    update(_c)
+    .where(_c.c.id == bindparam("b_id"))
+    .values(checked_out_at=bindparam("b_out"), checkout_reason=bindparam("b_reason"))
+)
+_SEEN = update(_p).where(_p.c.id == bindparam("b_id")).values(last_seen_at=bindparam("b_at"))
+# The same statement on PostgreSQL and SQLite; its conflict target is uq_checkins_one_open_visit_per_person.
+_INSERT_OPEN = (
+    text(
+        "INSERT INTO checkins (person_id, venue_id, entrance_id, party_size, source, checked_in_at, "
+        "planned_checkout_at, created_at) VALUES (:person_id, :venue_id, :entrance_id, 1, :source, :checked_in_at, "
+        ":planned_checkout_at, :checked_in_at) "
+        "ON CONFLICT (person_id) WHERE checked_out_at IS NULL DO NOTHING RETURNING id"
+    )
+    .bindparams(
+        bindparam("source", type_=_c.c.source.type),
+        bindparam("checked_in_at", type_=_c.c.checked_in_at.type),
+        bindparam("planned_checkout_at", type_=_c.c.planned_checkout_at.type),
+    )
+    .columns(id=_c.c.id.type)
+)
+_RACE_ATTEMPTS = 3
+
+
+def quick_check_in(
+    person_id: int,
+    last_seen_at: datetime | None,
+    venue: posters.PosterTarget,
+    source: CheckinSource,
+    now: datetime,
+) -> QuickResult:
+    """check_in for one person without companions or client id, on plain values; flushes nothing
+    through the ORM and never commits."""
+    connection = db.session.connection()
+    if last_seen_at is None or last_seen_at < now - people.SEEN_GRANULARITY:
+        connection.execute(_SEEN, {"b_id": person_id, "b_at": now})
+    stay = timedelta(minutes=venue.default_stay_minutes)
+    ended: VisitView | None = None
+    for _attempt in range(_RACE_ATTEMPTS):
+        current = connection.execute(_OPEN_VISIT, {"person_id": person_id}).first()
+        if current is not None:
+            visit = VisitView(
+                current.id,
+                current.name,
+                current.short_code,
+                current.party_size,
+                CheckinSource(current.source),
+                current.checked_in_at,
+                current.planned_checkout_at,
+                None,
+                None,
+            )
+            if current.venue_id == venue.venue_id and current.planned_checkout_at > now:
+                until = continued_until(current.planned_checkout_at, now, stay)
+                connection.execute(_EXTEND, {"b_id": current.id, "b_until": until})
+                return QuickResult(replace(visit, planned_checkout_at=until), "continued", ended)
+            # Elsewhere, or here after its planned end (which `ending` turns into an automatic end).
+            out_at, out_reason = ending(
+                current.checked_in_at, current.planned_checkout_at, now, CheckoutReason.NEXT_CHECKIN
+            )
+            connection.execute(_CLOSE, {"b_id": current.id, "b_out": out_at, "b_reason": out_reason})
+            ended = replace(visit, checked_out_at=out_at, checkout_reason=out_reason)
+        new_id = connection.execute(
+            _INSERT_OPEN,
+            {
+                "person_id": person_id,
+                "venue_id": venue.venue_id,
+                "entrance_id": venue.entrance_id,
+                "source": source,
+                "checked_in_at": now,
+                "planned_checkout_at": now + stay,
+            },
+        ).scalar()
+        if new_id is not None:
+            view = VisitView(new_id, venue.venue_name, venue.venue_short_code, 1, source, now, now + stay, None, None)
+            return QuickResult(view, "created", ended)
+    raise CheckinBusy("Another check-in for you is in progress; please try again.")
 
 
 def check_out(person: Person, now: datetime) -> Checkin | None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 
 from app.errors import DomainError, NotFoundError, RateLimited, ValidationError
 from app.extensions import db
@@ -160,6 +160,40 @@ def person_for_device(token: str, now: datetime) -> Person | None:
     if device.last_used_at is None or device.last_used_at < now - LAST_USED_GRANULARITY:
         device.last_used_at = now
     return person
+
+
+@dataclass(frozen=True)
+class DeviceOwner:
+    person_id: int
+    last_seen_at: datetime | None
+
+
+# person_for_device's lookup with plain columns, for the JSON check-in's fast path.
+_devices = RememberedDevice.__table__
+_people = Person.__table__
+_OWNER = (
+    select(_devices.c.id, _devices.c.revoked_at, _devices.c.last_used_at, _people.c.id, _people.c.last_seen_at)
+    .join(_people, _people.c.id == _devices.c.person_id)
+    .where(_devices.c.token_hash == bindparam("token_hash"))
+)
+_USED = update(_devices).where(_devices.c.id == bindparam("b_id")).values(last_used_at=bindparam("b_at"))
+
+
+def device_owner(token: str, now: datetime) -> DeviceOwner | None:
+    """person_for_device without loading ORM objects: who holds the token (None if unknown);
+    DeviceRevoked if it was signed out. Marks the device used, at most once per granularity."""
+    if not token or len(token) > 128:
+        return None
+    connection = db.session.connection()
+    found = connection.execute(_OWNER, {"token_hash": secret_hash(token)}).first()
+    if found is None:
+        return None
+    device_id, revoked_at, last_used_at, person_id, last_seen_at = found
+    if revoked_at is not None:
+        raise DeviceRevoked("This phone was signed out. Please confirm your number again.")
+    if last_used_at is None or last_used_at < now - LAST_USED_GRANULARITY:
+        connection.execute(_USED, {"b_id": device_id, "b_at": now})
+    return DeviceOwner(person_id, last_seen_at)
 
 
 def devices_of(person: Person) -> list[RememberedDevice]:

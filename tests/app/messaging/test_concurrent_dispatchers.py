@@ -42,13 +42,10 @@ def test_parallel_dispatchers_claim_disjoint_batches(
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(c,)) for c in channels]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-    finally:
-        del live_app.config["DISPATCH_BATCH_SIZE"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
     assert errors == []
     sent = Counter(m.id for c in channels for m in c.sent)
     assert len(sent) == 240 and set(sent.values()) == {1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -148,16 +149,16 @@ def test_forms_without_csrf_token_are_refused(client: FlaskClient, poster: Poste
     assert db.session.scalar(select(func.count()).select_from(LoginCode)) == 0
 
 
-def test_code_requests_per_address_are_limited(client: FlaskClient, app: Any, poster: Poster, now: datetime) -> None:
-    app.config["OTP_PER_ADDRESS_PER_HOUR"] = 2
-    try:
-        token = csrf_token(client.get(poster.path).text)
-        statuses = [
-            client.post(
-                "/signin/code", data={"csrf_token": token, "phone": f"+7916900000{i}", "next": poster.path}
-            ).status_code
-            for i in range(3)
-        ]
-    finally:
-        del app.config["OTP_PER_ADDRESS_PER_HOUR"]
+def test_code_requests_per_address_are_limited(
+    client: FlaskClient, app: Any, poster: Poster, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # monkeypatch restores the setting: later tests on the same app need it.
+    monkeypatch.setitem(app.config, "OTP_PER_ADDRESS_PER_HOUR", 2)
+    token = csrf_token(client.get(poster.path).text)
+    statuses = [
+        client.post(
+            "/signin/code", data={"csrf_token": token, "phone": f"+7916900000{i}", "next": poster.path}
+        ).status_code
+        for i in range(3)
+    ]
     assert statuses == [303, 303, 429]

@@ -1,0 +1,120 @@
+"""The JSON check-in's fast path (checkins.quick_check_in) against the ORM path (checkins.check_in).
+
+Two people walk the same random route, one through each path; their visits must come out identical.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import false, func, select
+
+from app.models import Checkin, CheckinSource, CheckoutReason, Person, Venue
+from app.services import checkins, posters
+from tests import factories
+
+POSTER = CheckinSource.POSTER
+
+
+def target(venue: Venue) -> posters.PosterTarget:
+    return posters.PosterTarget(
+        venue.id, venue.name, venue.short_code, venue.default_stay_minutes, venue.entrances[0].id
+    )
+
+
+def visits(person: Person) -> list[tuple[Any, ...]]:
+    from app.extensions import db
+
+    db.session.expire_all()
+    rows = db.session.scalars(select(Checkin).where(Checkin.person_id == person.id).order_by(Checkin.id))
+    return [
+        (v.venue_id, v.checked_in_at, v.planned_checkout_at, v.checked_out_at, v.checkout_reason, v.party_size)
+        for v in rows
+    ]
+
+
+def shape(visit: Any) -> tuple[Any, ...] | None:
+    if visit is None:
+        return None
+    return (visit.checked_in_at, visit.planned_checkout_at, visit.checked_out_at, visit.checkout_reason)
+
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["check_in", "check_in", "check_in", "check_out"]),
+        st.integers(0, 2),  # which venue
+        # minutes since the previous step; the stays themselves hit the planned end exactly
+        st.one_of(st.sampled_from([0, 30, 60, 180]), st.integers(0, 200)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=steps)
+@example(route=[("check_in", 0, 0), ("check_in", 0, 30)])  # again exactly at the planned end
+@example(route=[("check_in", 0, 0), ("check_in", 1, 31)])  # elsewhere, after the planned end
+def test_both_paths_leave_the_same_visits(db: Any, now: datetime, route: list[tuple[str, int, int]]) -> None:
+    venues = [factories.venue(default_stay_minutes=m) for m in (30, 60, 180)]
+    orm_person, fast_person = factories.person(), factories.person()
+    at = now
+    for action, which, minutes in route:
+        at += timedelta(minutes=minutes)
+        if action == "check_out":
+            checkins.check_out(orm_person, at)
+            checkins.check_out(fast_person, at)
+            continue
+        venue = venues[which]
+        slow = checkins.check_in(orm_person, venue, venue.entrances[0], POSTER, at)
+        fast = checkins.quick_check_in(fast_person.id, None, target(venue), POSTER, at)
+        assert fast.status == slow.status
+        assert shape(fast.checkin) == shape(slow.checkin)
+        assert shape(fast.ended) == shape(slow.ended)
+        assert fast.checkin.venue_name == venue.name
+    assert visits(fast_person) == visits(orm_person)
+
+
+def test_a_visit_opened_by_a_racing_request_is_ended_not_duplicated(
+    db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our first read misses the open visit another request just wrote: the insert does nothing
+    (the partial unique index), and the second round ends that visit."""
+    cafe, theatre = factories.venue(), factories.venue()
+    person = factories.person()
+    racing = factories.checkin(person, cafe, now - timedelta(minutes=5), minutes=None)
+    connection = db.session.connection()
+    execute = connection.execute
+    blinded: list[Any] = []
+
+    def first_read_blind(statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if statement is checkins._OPEN_VISIT and not blinded:
+            blinded.append(statement)
+            statement = statement.where(false())
+        return execute(statement, *args, **kwargs)
+
+    monkeypatch.setattr(connection, "execute", first_read_blind)
+    result = checkins.quick_check_in(person.id, None, target(theatre), POSTER, now)
+    monkeypatch.undo()
+    assert blinded and result.status == "created"
+    assert result.ended is not None and result.ended.id == racing.id
+    assert result.ended.checkout_reason is CheckoutReason.NEXT_CHECKIN
+    open_now = db.session.scalar(
+        select(func.count()).where(Checkin.person_id == person.id, Checkin.checked_out_at.is_(None))
+    )
+    assert open_now == 1
+
+
+def test_last_seen_is_written_only_when_it_is_stale(db: Any, now: datetime) -> None:
+    venue = factories.venue()
+    person = factories.person()
+    checkins.quick_check_in(person.id, None, target(venue), POSTER, now)
+    db.session.expire_all()
+    assert db.session.get(Person, person.id).last_seen_at == now
+    checkins.quick_check_in(person.id, now, target(venue), POSTER, now + timedelta(minutes=5))
+    db.session.expire_all()
+    assert db.session.get(Person, person.id).last_seen_at == now  # within the hour: not rewritten
