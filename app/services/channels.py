@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SMS_MAX_SEGMENTS = 3  # a notice longer than three parts is cut at a word, deliberately
 SMTP_TIMEOUT = 10.0
+SMS_HTTP_TIMEOUT = 5.0  # the gateways' default; a request in flight ends within twice this
 
 
 class Attempt(enum.StrEnum):
@@ -125,14 +126,17 @@ def build_sms_gateway(config: Mapping[str, Any], concurrency: int) -> SmsGateway
     return None
 
 
-def send_sms(gateway: SmsGateway | None, messages: Sequence[Outgoing]) -> list[AttemptResult]:
-    """Submit SMS concurrently through the gateway (or write them to the log), results in order."""
+def send_sms(
+    gateway: SmsGateway | None, messages: Sequence[Outgoing], start_within: float | None = None
+) -> list[AttemptResult]:
+    """Submit SMS concurrently through the gateway (or write them to the log), results in order;
+    none is started after `start_within` seconds (see SmsGateway.send_many)."""
     items = [OutgoingSms(m.recipient, shorten_for_sms(m.body, SMS_MAX_SEGMENTS), m.reference) for m in messages]
     if gateway is None:
         for item in items:
             log.info("SMS to %s: %s", mask_recipient(item.to), item.text, extra={"reference": item.reference})
         return [AttemptResult(Attempt.ACCEPTED, "logged")] * len(items)
-    return [from_send_result(r) for r in gateway.send_many(items)]
+    return [from_send_result(r) for r in gateway.send_many(items, start_within)]
 
 
 # -- e-mail --------------------------------------------------------------------------------------

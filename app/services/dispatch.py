@@ -41,6 +41,7 @@ from app.jobs import Job, unit_of_work
 from app.metrics import MESSAGES
 from app.models import MessageChannel, MessageKind, MessageStatus, OutboxMessage, utcnow
 from app.services.channels import (
+    SMS_HTTP_TIMEOUT,
     Attempt,
     AttemptResult,
     Outgoing,
@@ -65,6 +66,9 @@ HELD_WHEN_HALTED = (MessageKind.NOTICE, MessageKind.RETRACTION)
 # A visitor waiting in a doorway for a sign-in code must get it at any hour.
 QUIET_HOURS_EXEMPT = frozenset({MessageKind.OTP})
 JOB_TIME_BUDGET_SECONDS = 50.0
+# Kept free at the end of a claim: a request in flight may still take 2 x the gateway timeout, and
+# recording the answers must happen before the claim expires and the message turns `unconfirmed`.
+CLAIM_MARGIN_SECONDS = 2 * SMS_HTTP_TIMEOUT + 10.0
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,17 @@ class Channels:
     config: Any
     sms_gateway: SmsGateway | None = None
 
-    def submit(self, messages: Sequence[Outgoing]) -> list[AttemptResult]:
+    def submit(self, messages: Sequence[Outgoing], claimed_until: float | None = None) -> list[AttemptResult]:
+        """Send a claimed batch; `claimed_until` (time.monotonic) is when its claim expires: SMS not
+        started in time are left for a later round rather than sent while the claim lapses."""
+        start_within = None if claimed_until is None else claimed_until - time_module.monotonic() - CLAIM_MARGIN_SECONDS
         results: dict[int, AttemptResult] = {}
         by_channel: dict[MessageChannel, list[Outgoing]] = {}
         for message in messages:
             by_channel.setdefault(message.channel, []).append(message)
         for channel, group in by_channel.items():
             if channel is MessageChannel.SMS:
-                answers = send_sms(self.sms_gateway, group)
+                answers = send_sms(self.sms_gateway, group, start_within)
             elif channel is MessageChannel.EMAIL:
                 answers = send_emails(self.config, group)
             else:
@@ -356,9 +363,11 @@ def dispatch_once(
     rng: random.Random | None = None,
 ) -> DispatchSummary:
     """One batch: claim and commit, submit with no transaction open, record and commit."""
+    claimed_until = time_module.monotonic() + settings.claim_seconds
     outgoing, summary = _claim_phase(now, settings)
     if outgoing:
-        summary.add(_record_phase(outgoing, channels.submit(outgoing), now, settings, rng or random.Random()))
+        results = channels.submit(outgoing, claimed_until)
+        summary.add(_record_phase(outgoing, results, now, settings, rng or random.Random()))
     return summary
 
 
@@ -386,9 +395,10 @@ def run_dispatcher(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-submit") as submitter:
             while True:
                 now = clock()
+                claimed_until = time_module.monotonic() + settings.claim_seconds
                 outgoing, claimed = _claim_phase(now, settings)
                 total.add(claimed)
-                submitted = submitter.submit(channels.submit, outgoing) if outgoing else None
+                submitted = submitter.submit(channels.submit, outgoing, claimed_until) if outgoing else None
                 if in_flight is not None:
                     previous, future, claimed_at = in_flight
                     total.add(_record_phase(previous, future.result(), claimed_at, settings, rng))

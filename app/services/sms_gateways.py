@@ -195,7 +195,7 @@ _KANNEL_POST_HEADERS = {
 class SmsGateway(Protocol):
     def send(self, to: str, text: str, reference: str) -> SendResult: ...
 
-    def send_many(self, items: Iterable[OutgoingSms]) -> list[SendResult]: ...
+    def send_many(self, items: Iterable[OutgoingSms], start_within: float | None = None) -> list[SendResult]: ...
 
     def close(self) -> None: ...
 
@@ -244,14 +244,16 @@ class _HttpGateway:
     def send(self, to: str, text: str, reference: str) -> SendResult:
         return self.send_many([OutgoingSms(to, text, reference)])[0]
 
-    def send_many(self, items: Iterable[OutgoingSms]) -> list[SendResult]:
+    def send_many(self, items: Iterable[OutgoingSms], start_within: float | None = None) -> list[SendResult]:
         """Submit many messages over `concurrency` kept-alive connections; results keep order.
 
-        Each result is independent: one refused message does not stop the others.
+        Each result is independent: one refused message does not stop the others. A message whose
+        request has not started within `start_within` seconds is not sent (a transient error, not in
+        doubt): a slow gateway cannot keep a batch busy past the dispatcher's claim.
         """
         prepared = [self.request_for(m) for m in items]
         requests = [p for p in prepared if isinstance(p, HttpRequest)]
-        exchanges = iter(self.transport.exchange_many(requests))
+        exchanges = iter(self.transport.exchange_many(requests, start_within))
         results: list[SendResult] = []
         for item in prepared:
             if isinstance(item, SendResult):

@@ -55,7 +55,7 @@ Exchange = HttpAnswer | HttpFailure
 
 
 class Transport(Protocol):
-    def exchange_many(self, requests: Sequence[HttpRequest]) -> list[Exchange]: ...
+    def exchange_many(self, requests: Sequence[HttpRequest], start_within: float | None = None) -> list[Exchange]: ...
 
     def close(self) -> None: ...
 
@@ -98,8 +98,11 @@ class AiohttpTransport:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(self.timeout, 2.0), sock_read=self.timeout)
         return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
 
-    async def _one(self, request: HttpRequest, slots: asyncio.Semaphore) -> Exchange:
+    async def _one(self, request: HttpRequest, slots: asyncio.Semaphore, start_by: float | None) -> Exchange:
         async with slots:
+            if start_by is not None and self._loop.time() > start_by:
+                # Never sent, so certainly not at the gateway: safe to try again later.
+                return HttpFailure("not attempted: the batch ran out of time (slow gateway)", in_doubt=False)
             try:
                 async with asyncio.timeout(self.timeout * 2):
                     async with self._session.request(
@@ -115,16 +118,19 @@ class AiohttpTransport:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 return classify_failure(exc)
 
-    async def _many(self, requests: Sequence[HttpRequest]) -> list[Exchange]:
+    async def _many(self, requests: Sequence[HttpRequest], start_within: float | None) -> list[Exchange]:
         slots = asyncio.Semaphore(self.concurrency)
-        return list(await asyncio.gather(*(self._one(r, slots) for r in requests)))
+        start_by = None if start_within is None else self._loop.time() + start_within
+        return list(await asyncio.gather(*(self._one(r, slots, start_by) for r in requests)))
 
-    def exchange_many(self, requests: Sequence[HttpRequest]) -> list[Exchange]:
+    def exchange_many(self, requests: Sequence[HttpRequest], start_within: float | None = None) -> list[Exchange]:
+        """Answers in order. Requests not started within `start_within` seconds are not sent at all
+        (HttpFailure, not in doubt), so a slow gateway cannot hold a batch past its claim."""
         if self._closed:
             raise RuntimeError("the SMS transport is closed")
         if not requests:
             return []
-        return self._run(self._many(requests))
+        return self._run(self._many(requests, start_within))
 
     def close(self) -> None:
         if self._closed:

@@ -16,8 +16,10 @@ class ScriptedTransport:
         self.answer = answer
         self.requests: list[HttpRequest] = []
         self.closed = False
+        self.start_within: float | None = None
 
-    def exchange_many(self, requests: Sequence[HttpRequest]) -> list[Exchange]:
+    def exchange_many(self, requests: Sequence[HttpRequest], start_within: float | None = None) -> list[Exchange]:
+        self.start_within = start_within
         self.requests.extend(requests)
         return [self.answer(r) for r in requests]
 

@@ -32,7 +32,7 @@ class ScriptedChannels(Channels):
     sent: list[Outgoing] = field(default_factory=list)
     before_submit: Callable[[Sequence[Outgoing]], None] | None = None
 
-    def submit(self, messages: Sequence[Outgoing]) -> list[AttemptResult]:
+    def submit(self, messages: Sequence[Outgoing], claimed_until: float | None = None) -> list[AttemptResult]:
         if self.before_submit is not None:
             self.before_submit(messages)
         self.sent.extend(messages)

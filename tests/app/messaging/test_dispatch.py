@@ -16,6 +16,7 @@ from app.models import MessageChannel, MessageKind, MessageStatus, OutboxMessage
 from app.services.channels import Attempt, AttemptResult, Outgoing, send_sms
 from app.services.dispatch import (
     BACKOFF_CAP,
+    CLAIM_MARGIN_SECONDS,
     Channels,
     DispatchSettings,
     backoff_delay,
@@ -317,3 +318,13 @@ def test_an_unreadable_recipient_fails_that_message_without_blocking_the_queue(
     assert [m.id for m in scripted.sent] == [fine.id] and summary.sent == 1
     row = reload(db, broken)
     assert row.status is MessageStatus.FAILED and "cannot be decrypted" in (row.last_error or "")
+
+
+def test_sms_are_started_only_while_the_claim_leaves_time_to_record(db: Any, now: datetime) -> None:
+    queue(now, key="in-time", recipient="+79160000003")
+    channels = _kannel_answering(lambda r: HttpAnswer(202, "0: Accepted for delivery"))
+    dispatch_once(now, SETTINGS, channels)
+    transport = channels.sms_gateway.transport  # type: ignore[union-attr]
+    assert isinstance(transport, ScriptedTransport) and transport.start_within is not None
+    assert 0 < transport.start_within <= SETTINGS.claim_seconds - CLAIM_MARGIN_SECONDS
+    assert transport.start_within > SETTINGS.claim_seconds - CLAIM_MARGIN_SECONDS - 5

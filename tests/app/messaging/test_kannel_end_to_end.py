@@ -189,7 +189,7 @@ class DyingAfter(Channels):
         super().__init__(inner.config, inner.sms_gateway)
         self.submit_first = submit_first
 
-    def submit(self, messages: Sequence[Outgoing]) -> list[AttemptResult]:
+    def submit(self, messages: Sequence[Outgoing], claimed_until: float | None = None) -> list[AttemptResult]:
         super().submit(messages[: self.submit_first])
         raise SystemExit("dispatcher killed before recording outcomes")
 

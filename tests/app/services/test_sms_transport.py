@@ -161,3 +161,28 @@ def test_a_closed_transport_refuses_work_and_stops_its_thread() -> None:
     assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="closed"):
         transport.exchange_many([request("http://127.0.0.1:1/", 1)])
+
+
+def test_requests_not_started_in_time_are_not_sent_and_not_in_doubt() -> None:
+    """A gateway that never answers: one request at a time, each waiting out the read timeout;
+    those whose turn comes after `start_within` are never sent."""
+
+    def read_and_say_nothing(server: LoopbackServer, connection: socket.socket) -> None:
+        while server.read_request(connection) is not None:
+            server.stopping.wait(3)
+
+    transport = AiohttpTransport(timeout=0.3, concurrency=1)
+    try:
+        with serving(read_and_say_nothing) as server:
+            started = time.monotonic()
+            answers = transport.exchange_many([request(server.url, n) for n in range(6)], start_within=0.5)
+            elapsed = time.monotonic() - started
+            sent = len(server.requests)
+    finally:
+        transport.close()
+    assert all(isinstance(a, HttpFailure) for a in answers)
+    in_doubt = [a for a in answers if isinstance(a, HttpFailure) and a.in_doubt]
+    untouched = [a for a in answers if isinstance(a, HttpFailure) and not a.in_doubt]
+    assert len(in_doubt) == sent and 1 <= sent <= 3  # started before 0.5 s, then timed out
+    assert len(untouched) == 6 - sent and all("not attempted" in a.detail for a in untouched)
+    assert elapsed < 0.5 + 2 * 0.6 + 0.5
