@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SMS_MAX_SEGMENTS = 3  # a notice longer than three parts is cut at a word, deliberately
 SMTP_TIMEOUT = 10.0
-SMS_HTTP_TIMEOUT = 5.0  # the gateways' default; a request in flight ends within twice this
+SMS_HTTP_TIMEOUT = 5.0  # per gateway request; a request in flight ends within twice this
 
 
 class Attempt(enum.StrEnum):
@@ -114,6 +114,7 @@ def build_sms_gateway(config: Mapping[str, Any], concurrency: int) -> SmsGateway
             kannel_dlr_url_template(callback),
             max_segments=SMS_MAX_SEGMENTS,
             concurrency=concurrency,
+            timeout=SMS_HTTP_TIMEOUT,
         )
     if channel == "http":
         token = config.get("SMS_HTTP_TOKEN") or ""
@@ -122,6 +123,7 @@ def build_sms_gateway(config: Mapping[str, Any], concurrency: int) -> SmsGateway
             sender=config["SMS_SHORT_NUMBER"],
             auth_header=("Authorization", f"Bearer {token}") if token else None,
             concurrency=concurrency,
+            timeout=SMS_HTTP_TIMEOUT,
         )
     return None
 

@@ -213,6 +213,20 @@ class VisitView:
     checked_out_at: datetime | None
     checkout_reason: CheckoutReason | None
 
+    @classmethod
+    def of(cls, visit: Checkin, venue: Venue | None) -> VisitView:
+        return cls(
+            visit.id,
+            venue.name if venue else "",
+            venue.short_code if venue else "",
+            visit.party_size,
+            visit.source,
+            visit.checked_in_at,
+            visit.planned_checkout_at,
+            visit.checked_out_at,
+            visit.checkout_reason,
+        )
+
 
 @dataclass(frozen=True)
 class QuickResult:
@@ -280,7 +294,7 @@ def quick_check_in(
     """check_in for one person without companions or client id, on plain values; flushes nothing
     through the ORM and never commits."""
     connection = db.session.connection()
-    if last_seen_at is None or last_seen_at < now - people.SEEN_GRANULARITY:
+    if people.seen_is_stale(last_seen_at, now):
         connection.execute(_SEEN, {"b_id": person_id, "b_at": now})
     stay = timedelta(minutes=venue.default_stay_minutes)
     ended: VisitView | None = None

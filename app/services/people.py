@@ -80,8 +80,13 @@ def attach_subject(person: Person, issuer: str, subject: str) -> None:
 SEEN_GRANULARITY = timedelta(hours=1)
 
 
+def seen_is_stale(last_seen_at: datetime | None, now: datetime) -> bool:
+    """Whether "last seen" is worth writing again (at most once per SEEN_GRANULARITY)."""
+    return last_seen_at is None or last_seen_at < now - SEEN_GRANULARITY
+
+
 def mark_seen(person: Person, now: datetime) -> None:
-    if person.last_seen_at is None or person.last_seen_at < now - SEEN_GRANULARITY:
+    if seen_is_stale(person.last_seen_at, now):
         person.last_seen_at = now
 
 

@@ -269,17 +269,21 @@ def verify_url(token: str) -> str:
 
 
 # Built once: constructing the statement costs more Python time than SQLite takes to run it.
-_RESOLVE = (
-    select(PosterVersion, Entrance, Venue, PosterSigningKey)
-    .join(Entrance, PosterVersion.entrance_id == Entrance.id)
-    .join(Venue, Entrance.venue_id == Venue.id)
-    .join(PosterSigningKey, PosterVersion.signing_key_id == PosterSigningKey.id)
-    .where(
-        PosterVersion.entrance_id == bindparam("entrance_id"),
-        PosterVersion.version == bindparam("version"),
-        PosterSigningKey.id == bindparam("key_id"),
-    )
+# One lookup, two readings: the version by its unique (entrance, version) pair, joined to its
+# entrance, venue and signing key; as ORM objects (_RESOLVE) or as plain columns (_TARGET).
+_venues, _entrances = Venue.__table__, Entrance.__table__
+_versions, _keys = PosterVersion.__table__, PosterSigningKey.__table__
+_POSTER_JOIN = (
+    _versions.join(_entrances, _versions.c.entrance_id == _entrances.c.id)
+    .join(_venues, _entrances.c.venue_id == _venues.c.id)
+    .join(_keys, _versions.c.signing_key_id == _keys.c.id)
 )
+_POSTER_KEY = (
+    _versions.c.entrance_id == bindparam("entrance_id"),
+    _versions.c.version == bindparam("version"),
+    _keys.c.id == bindparam("key_id"),
+)
+_RESOLVE = select(PosterVersion, Entrance, Venue, PosterSigningKey).select_from(_POSTER_JOIN).where(*_POSTER_KEY)
 
 
 @dataclass(frozen=True)
@@ -293,9 +297,6 @@ class PosterTarget:
     entrance_id: int
 
 
-# The same lookup as _RESOLVE, reading only the columns the check-in needs (Core, no ORM objects).
-_venues, _entrances = Venue.__table__, Entrance.__table__
-_versions, _keys = PosterVersion.__table__, PosterSigningKey.__table__
 _TARGET = (
     select(
         _venues.c.id,
@@ -309,14 +310,8 @@ _TARGET = (
         _keys.c.public_key,
         _keys.c.revoked_at,
     )
-    .join(_entrances, _versions.c.entrance_id == _entrances.c.id)
-    .join(_venues, _entrances.c.venue_id == _venues.c.id)
-    .join(_keys, _versions.c.signing_key_id == _keys.c.id)
-    .where(
-        _versions.c.entrance_id == bindparam("entrance_id"),
-        _versions.c.version == bindparam("version"),
-        _keys.c.id == bindparam("key_id"),
-    )
+    .select_from(_POSTER_JOIN)
+    .where(*_POSTER_KEY)
 )
 
 
@@ -368,8 +363,6 @@ def resolve_poster_token(token: str, now: datetime) -> PosterRef:
     anything else, whatever the input.
     """
     fields, payload, signature = _decode(token)
-    # One indexed query on the check-in hot path: the version by its unique (entrance, version)
-    # pair, joined to its entrance, venue and signing key.
     row = db.session.execute(
         _RESOLVE, {"entrance_id": fields.entrance_id, "version": fields.version, "key_id": fields.key_id}
     ).one_or_none()
@@ -399,8 +392,18 @@ def check_poster_token(token: str, now: datetime) -> PosterTarget:
     )
     if row is None:
         raise PosterTokenInvalid()
-    (venue_id, name, short_code, stay, venue_archived, entrance_id, entrance_archived, version_revoked) = row[:8]
-    public_key, key_revoked = row[8], row[9]
+    (
+        venue_id,
+        name,
+        short_code,
+        stay,
+        venue_archived,
+        entrance_id,
+        entrance_archived,
+        version_revoked,
+        public_key,
+        key_revoked,
+    ) = row
     _check_row(now, signature, payload, public_key, key_revoked, version_revoked, venue_archived, entrance_archived)
     return PosterTarget(venue_id, name, short_code, stay, entrance_id)
 

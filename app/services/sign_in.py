@@ -145,21 +145,8 @@ def remember_device(person: Person, now: datetime) -> str:
 
 def person_for_device(token: str, now: datetime) -> Person | None:
     """The person behind a device token; None if unknown; DeviceRevoked if it was signed out."""
-    if not token or len(token) > 128:
-        return None
-    found = db.session.execute(
-        select(RememberedDevice, Person)
-        .join(Person, Person.id == RememberedDevice.person_id)
-        .where(RememberedDevice.token_hash == secret_hash(token))
-    ).first()
-    if found is None:
-        return None
-    device, person = found
-    if device.revoked_at is not None:
-        raise DeviceRevoked("This phone was signed out. Please confirm your number again.")
-    if device.last_used_at is None or device.last_used_at < now - LAST_USED_GRANULARITY:
-        device.last_used_at = now
-    return person
+    owner = device_owner(token, now)
+    return None if owner is None else db.session.get(Person, owner.person_id)
 
 
 @dataclass(frozen=True)
@@ -168,7 +155,7 @@ class DeviceOwner:
     last_seen_at: datetime | None
 
 
-# person_for_device's lookup with plain columns, for the JSON check-in's fast path.
+# The device lookup in plain columns: the JSON check-in's fast path needs no ORM objects.
 _devices = RememberedDevice.__table__
 _people = Person.__table__
 _OWNER = (
@@ -180,8 +167,8 @@ _USED = update(_devices).where(_devices.c.id == bindparam("b_id")).values(last_u
 
 
 def device_owner(token: str, now: datetime) -> DeviceOwner | None:
-    """person_for_device without loading ORM objects: who holds the token (None if unknown);
-    DeviceRevoked if it was signed out. Marks the device used, at most once per granularity."""
+    """Who holds the token (None if unknown); DeviceRevoked if it was signed out. Marks the device
+    used, at most once per granularity."""
     if not token or len(token) > 128:
         return None
     connection = db.session.connection()

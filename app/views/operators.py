@@ -301,7 +301,8 @@ def archive_entrance(entrance_id: int) -> BaseResponse:
 # --- posters ----------------------------------------------------------------------------------
 
 
-def _download(data: bytes, media_type: str, filename: str) -> Response:
+def download(data: bytes, media_type: str, filename: str) -> Response:
+    """A file to save, never cached (posters carry signed tokens)."""
     response = Response(data, mimetype=media_type)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
@@ -316,7 +317,7 @@ def poster(entrance_id: int, fmt: str) -> Response:
     data = posters.render_entrance_poster(
         entrance, poster_format, posters.parse_page_size(request.args.get("size")), utcnow()
     )
-    return _download(data, posters.MEDIA_TYPES[poster_format], posters.poster_filename(entrance, poster_format))
+    return download(data, posters.MEDIA_TYPES[poster_format], posters.poster_filename(entrance, poster_format))
 
 
 @bp.post("/entrances/<int:entrance_id>/reissue")
@@ -338,7 +339,7 @@ def all_posters(archive: str) -> Response:
         _operator().organisation_id, archive, posters.parse_page_size(request.args.get("size")), utcnow()
     )
     media_type = "application/pdf" if archive == "pdf" else "application/zip"
-    return _download(data, media_type, f"posters.{archive}")
+    return download(data, media_type, f"posters.{archive}")
 
 
 # --- kiosks -----------------------------------------------------------------------------------

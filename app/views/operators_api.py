@@ -17,7 +17,7 @@ from app.errors import DomainError, NotFoundError, ValidationError
 from app.extensions import limiter
 from app.models import Entrance, Kiosk, Operator, Venue, utcnow
 from app.services import accounts, kiosks, occupancy, posters, venues
-from app.views.operators import LOGIN_LIMIT, sign_in, sign_out, signed_in_operator
+from app.views.operators import LOGIN_LIMIT, download, sign_in, sign_out, signed_in_operator
 
 bp = Blueprint("operators_api", __name__, url_prefix="/api/v1/operator")
 
@@ -252,13 +252,6 @@ def archive_entrance(entrance_id: int) -> Response:
     return jsonify(entrance_json(entrance))
 
 
-def _poster_response(data: bytes, media_type: str, filename: str) -> Response:
-    response = Response(data, mimetype=media_type)
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
 @bp.get("/entrances/<int:entrance_id>/poster")
 @api_login_required
 def poster(entrance_id: int) -> Response:
@@ -266,7 +259,7 @@ def poster(entrance_id: int) -> Response:
     fmt = posters.parse_format(request.args.get("format"))
     size = posters.parse_page_size(request.args.get("size"))
     data = posters.render_entrance_poster(entrance, fmt, size, utcnow())
-    return _poster_response(data, posters.MEDIA_TYPES[fmt], posters.poster_filename(entrance, fmt))
+    return download(data, posters.MEDIA_TYPES[fmt], posters.poster_filename(entrance, fmt))
 
 
 @bp.post("/entrances/<int:entrance_id>/poster/reissue")
@@ -294,7 +287,7 @@ def all_posters() -> Response:
     size = posters.parse_page_size(request.args.get("size"))
     data = posters.render_organisation_posters(_operator().organisation_id, archive, size, utcnow())
     media_type = "application/pdf" if archive == "pdf" else "application/zip"
-    return _poster_response(data, media_type, f"posters.{archive}")
+    return download(data, media_type, f"posters.{archive}")
 
 
 # --- kiosks -----------------------------------------------------------------------------------

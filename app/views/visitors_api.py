@@ -66,17 +66,7 @@ def _requests() -> URLSafeSerializer:
 
 
 def _visit_json(visit: Checkin, venue: Venue | None = None) -> dict[str, Any]:
-    venue = venue or db.session.get(Venue, visit.venue_id)
-    return {
-        "id": visit.id,
-        "venue": {"name": venue.name if venue else "", "short_code": venue.short_code if venue else ""},
-        "party_size": visit.party_size,
-        "source": visit.source.value,
-        "checked_in_at": visit.checked_in_at.isoformat(),
-        "planned_checkout_at": visit.planned_checkout_at.isoformat(),
-        "checked_out_at": visit.checked_out_at.isoformat() if visit.checked_out_at else None,
-        "checkout_reason": visit.checkout_reason.value if visit.checkout_reason else None,
-    }
+    return _view_json(checkins.VisitView.of(visit, venue or db.session.get(Venue, visit.venue_id)))
 
 
 @bp.post("/visitors/code")
@@ -152,7 +142,6 @@ def check_in() -> Any:
 
 
 def _view_json(visit: checkins.VisitView) -> dict[str, Any]:
-    """The same shape as _visit_json, from the fast path's plain values."""
     return {
         "id": visit.id,
         "venue": {"name": visit.venue_name, "short_code": visit.venue_short_code},
