@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import operator
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ def time_step(now: datetime, step_s: int) -> int:
 
 def _mac(key: bytes, domain: bytes, *fields: bytes) -> bytes:
     # A domain string per code type so a MAC from one format can never verify as another.
-    return hmac.new(key, domain + b"".join(fields), hashlib.sha256).digest()
+    return hmac.digest(key, domain + b"".join(fields), hashlib.sha256)
 
 
 # --- 1. Rotating on-screen kiosk code -------------------------------------------------------
@@ -163,7 +164,7 @@ class VerifiedCode:
 def _check_value(values: list[int]) -> int:
     # Weights 1..n with n < 31 are distinct and non-zero mod 31; the check symbol sits at weight
     # n+1 and makes the weighted sum of the whole code 0 mod 31.
-    total = sum((i + 1) * v for i, v in enumerate(values))
+    total = sum(map(operator.mul, range(1, len(values) + 1), values))
     weight = len(values) + 1
     return (-total * pow(weight, -1, _BASE)) % _BASE
 
@@ -191,6 +192,12 @@ def normalise_scanned(raw: str) -> str:
     return raw.strip().upper().translate(_LAYOUT_FIXES)
 
 
+# The payload symbols as the digits int() reads in base 31, so the C parser does the arithmetic.
+_TO_BASE31 = str.maketrans(PERSONAL_ALPHABET, "0123456789abcdefghijklmnopqrstu")
+_CODE_ALPHABET = frozenset(PERSONAL_ALPHABET)
+_WEIGHTS = range(1, PERSONAL_CODE_LENGTH + 1)
+
+
 def parse_personal_code(raw: str) -> ParsedCode:
     """Parse one scanned line; raises PersonalCodeError (or its checksum subclass) on bad input."""
     text = normalise_scanned(raw)
@@ -198,15 +205,13 @@ def parse_personal_code(raw: str) -> ParsedCode:
         raise PersonalCodeError(f"expected {PERSONAL_CODE_LENGTH} characters, got {len(text)}")
     if not text.startswith(PERSONAL_CODE_PREFIX):
         raise PersonalCodeError("unknown personal code version")
-    bad = sorted({c for c in text if c not in _VALUE})
-    if bad:
+    if not _CODE_ALPHABET.issuperset(text):
+        bad = sorted(set(text) - _CODE_ALPHABET)
         raise PersonalCodeError(f"characters outside the code alphabet: {''.join(bad)!r}")
-    values = [_VALUE[c] for c in text]
-    if _check_value(values[:-1]) != values[-1]:
+    # The check symbol makes the weighted sum of the whole code 0 mod 31 (see _check_value).
+    if sum(map(operator.mul, _WEIGHTS, map(_VALUE.__getitem__, text))) % _BASE:
         raise PersonalCodeChecksumError("check character does not match")
-    number = 0
-    for v in values[len(PERSONAL_CODE_PREFIX) : -1]:
-        number = number * _BASE + v
+    number = int(text[len(PERSONAL_CODE_PREFIX) : -1].translate(_TO_BASE31), _BASE)
     if number >> (32 + _STEP_BITS + _MAC_BITS):
         raise PersonalCodeError("payload out of range")
     mac = (number & ((1 << _MAC_BITS) - 1)).to_bytes(_MAC_BITS // 8, "big")

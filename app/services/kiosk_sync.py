@@ -588,13 +588,14 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
     stay = timedelta(minutes=ctx.venue.default_stay_minutes)
     outcomes: dict[int, tuple[str, str | None]] = {}
     changed: list[dict[str, Any]] = []
-    new: list[dict[str, Any]] = []
+    new: list[tuple[Any, ...]] = []
+    where = (ctx.venue.id, ctx.entrance.id, ctx.kiosk.id)
     for person_id, person_items in by_person.items():
         plan = plan_visits(known[person_id], person_items, ctx.venue.id, stay, now)
         outcomes.update(plan.outcomes)
         for visit in plan.visits:
             if visit.item is not None:
-                new.append(_new_row(ctx, visit, now))
+                new.append(_new_row(where, visit, now))
             elif visit.is_changed:
                 changed.append(
                     {
@@ -626,17 +627,9 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
             raise _StaleVisits
     if new:
         _insert_visits(new)
-    # One statement, not one per person: "seen" is a retention hint, so the batch's latest observation
-    # is close enough for everyone in it.
-    people = Person.__table__
-    latest = max(i.observed_at for i in items)
-    db.session.execute(
-        update(people)
-        .where(
-            _among(people.c.id, sorted(by_person)), or_(people.c.last_seen_at.is_(None), people.c.last_seen_at < latest)
-        )
-        .values(last_seen_at=latest)
-    )
+    # No "last seen" write: it only keeps a person from the retention purge, and the visit written here
+    # already does (a person with any visit is never purged, and the visit lives as long as its date
+    # would have kept "last seen" alive). Skipping it saves an indexed row update per item.
     return outcomes
 
 
@@ -648,10 +641,11 @@ def _among(column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
     return column.in_(list(values))
 
 
-_COPY_COLUMNS = (
+_NEW_COLUMNS = (
     "person_id",
     "venue_id",
     "entrance_id",
+    "kiosk_id",
     "party_size",
     "source",
     "checked_in_at",
@@ -659,47 +653,42 @@ _COPY_COLUMNS = (
     "checked_out_at",
     "checkout_reason",
     "client_id",
-    "kiosk_id",
     "created_at",
 )
 
 
-def _insert_visits(rows: list[dict[str, Any]]) -> None:
+def _new_row(where: tuple[int, int, int], visit: PlannedVisit, now: datetime) -> tuple[Any, ...]:
+    """A new visit in _NEW_COLUMNS order (venue, entrance and kiosk ids in `where`); enums as their values."""
+    item = visit.item
+    assert item is not None
+    reason = visit.checkout_reason
+    return (
+        item.person_id,
+        *where,
+        1,
+        item.source.value,
+        visit.checked_in_at,
+        visit.planned_checkout_at,
+        visit.checked_out_at,
+        None if reason is None else reason.value,
+        item.client_id,
+        now,
+    )
+
+
+def _insert_visits(rows: list[tuple[Any, ...]]) -> None:
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
-        db.session.execute(Checkin.__table__.insert(), rows)
+        db.session.execute(Checkin.__table__.insert(), [dict(zip(_NEW_COLUMNS, row, strict=True)) for row in rows])
         return
     # COPY is PostgreSQL's bulk path: about ten times faster than multi-row INSERTs from Python here.
     driver = connection.connection.driver_connection
-    values = [
-        tuple(v.value if isinstance(v, CheckinSource | CheckoutReason) else v for v in (r[c] for c in _COPY_COLUMNS))
-        for r in rows
-    ]
     try:
-        with driver.cursor() as cursor, cursor.copy(f"COPY checkins ({', '.join(_COPY_COLUMNS)}) FROM STDIN") as copy:
-            for row in values:
+        with driver.cursor() as cursor, cursor.copy(f"COPY checkins ({', '.join(_NEW_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
                 copy.write_row(row)
     except connection.dialect.dbapi.IntegrityError as exc:  # an open visit or client id inserted meanwhile
         raise _StaleVisits from exc
-
-
-def _new_row(ctx: KioskContext, visit: PlannedVisit, now: datetime) -> dict[str, Any]:
-    assert visit.item is not None
-    return {
-        "person_id": visit.item.person_id,
-        "venue_id": ctx.venue.id,
-        "entrance_id": ctx.entrance.id,
-        "party_size": 1,
-        "source": visit.item.source,
-        "checked_in_at": visit.checked_in_at,
-        "planned_checkout_at": visit.planned_checkout_at,
-        "checked_out_at": visit.checked_out_at,
-        "checkout_reason": visit.checkout_reason,
-        "client_id": visit.item.client_id,
-        "kiosk_id": ctx.kiosk.id,
-        "created_at": now,
-        "corrected_at": None,
-    }
 
 
 def record_each_with_check_in(

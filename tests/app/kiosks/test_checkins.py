@@ -51,8 +51,34 @@ def test_scanned_and_bluetooth_checkins_are_recorded_at_the_kiosks_entrance(
         assert visit.venue_id == kiosk.venue.id and visit.entrance_id == kiosk.entrance.id
         assert visit.kiosk_id == kiosk.id and visit.client_id == item["client_id"]
         assert visit.checked_out_at is None and visit.planned_checkout_at == visit.checked_in_at + timedelta(hours=1)
-    db.session.refresh(anna)
-    assert anna.last_seen_at == api_now - timedelta(seconds=20)  # the batch's latest observation
+
+
+def test_a_kiosk_visit_keeps_its_visitor_through_retention_without_a_last_seen_write(
+    app: Any, client: FlaskClient, db: Any, kiosk: EnrolledKiosk, api_now: datetime
+) -> None:
+    from app.models import Person
+    from app.services.retention import TARGETS, purge_batch
+
+    long_ago = api_now - timedelta(days=60)
+    anna = factories.person()
+    anna.created_at, anna.last_seen_at = long_ago, long_ago
+    anna_id = anna.id
+    db.session.commit()
+    assert _send(client, kiosk, [scanner_item(anna, api_now - timedelta(minutes=1))])[0]["status"] == "accepted"
+    assert db.session.get(Person, anna_id).last_seen_at == long_ago  # ingestion writes no "last seen"
+
+    def purge(at: datetime) -> None:
+        for target in TARGETS:
+            while purge_batch(target, at, app.config, 100):
+                pass
+        db.session.commit()
+
+    days = int(app.config["RETENTION_DAYS"])
+    purge(api_now + timedelta(days=days - 1))
+    assert db.session.get(Person, anna_id) is not None  # the visit keeps her
+    purge(api_now + timedelta(days=days + 1))
+    db.session.expunge_all()
+    assert db.session.get(Person, anna_id) is None  # visit past retention: both gone
 
 
 def test_a_resent_batch_answers_duplicate_and_records_nothing_twice(
