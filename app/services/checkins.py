@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Select, bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import DomainError, NotFoundError, ValidationError
@@ -244,30 +244,38 @@ _v = Venue.__table__
 _p = Person.__table__
 # Built once, executed on the session's connection: building and compiling a statement costs more
 # Python time than the database needs to run it.
-_OPEN_VISIT = (
-    select(
-        _c.c.id,
-        _c.c.venue_id,
-        _c.c.party_size,
-        _c.c.source,
-        _c.c.checked_in_at,
-        _c.c.planned_checkout_at,
-        _v.c.name,
-        _v.c.short_code,
+
+
+def open_visit_query(person_id: Any) -> Select[Any]:
+    """The person's open visit with its venue's name, locked: `person_id` is a bind parameter or an
+    expression (the fast path finds the person from the device in the same statement)."""
+    return (
+        select(
+            _c.c.id,
+            _c.c.venue_id,
+            _c.c.party_size,
+            _c.c.source,
+            _c.c.checked_in_at,
+            _c.c.planned_checkout_at,
+            _v.c.name,
+            _v.c.short_code,
+        )
+        .join(_v, _v.c.id == _c.c.venue_id)
+        .where(_c.c.person_id == person_id, _c.c.checked_out_at.is_(None))
+        .with_for_update(of=_c)
     )
-    .join(_v, _v.c.id == _c.c.venue_id)
-    .where(_c.c.person_id == bindparam("person_id"), _c.c.checked_out_at.is_(None))
-    .with_for_update(of=_c)
-)
-_EXTEND = update(_c).where(_c.c.id == bindparam("b_id")).values(planned_checkout_at=bindparam("b_until"))
-_CLOSE = (
+
+
+_OPEN_VISIT = open_visit_query(bindparam("person_id"))
+EXTEND_UPDATE = update(_c).where(_c.c.id == bindparam("b_id")).values(planned_checkout_at=bindparam("b_until"))
+CLOSE_UPDATE = (
     update(_c)
     .where(_c.c.id == bindparam("b_id"))
     .values(checked_out_at=bindparam("b_out"), checkout_reason=bindparam("b_reason"))
 )
-_SEEN = update(_p).where(_p.c.id == bindparam("b_id")).values(last_seen_at=bindparam("b_at"))
+SEEN_UPDATE = update(_p).where(_p.c.id == bindparam("b_id")).values(last_seen_at=bindparam("b_at"))
 # The same statement on PostgreSQL and SQLite; its conflict target is uq_checkins_one_open_visit_per_person.
-_INSERT_OPEN = (
+INSERT_OPEN = (
     text(
         "INSERT INTO checkins (person_id, venue_id, entrance_id, party_size, source, checked_in_at, "
         "planned_checkout_at, created_at) VALUES (:person_id, :venue_id, :entrance_id, 1, :source, :checked_in_at, "
@@ -284,58 +292,79 @@ _INSERT_OPEN = (
 _RACE_ATTEMPTS = 3
 
 
+@dataclass(frozen=True)
+class QuickStep:
+    """What one round of quick_check_in does with the open visit it read (None: no open visit)."""
+
+    writes: list[tuple[Any, dict[str, Any]]]  # statements (EXTEND_UPDATE, CLOSE_UPDATE) with parameters
+    continued: QuickResult | None  # the answer when the open visit continues; else INSERT_OPEN follows
+    ended: VisitView | None  # the visit this round ends
+
+
+def quick_step(
+    current: Sequence[Any] | None, venue: posters.PosterTarget, now: datetime, ended: VisitView | None = None
+) -> QuickStep:
+    """The visit rules for a person alone, on a row of open_visit_query (pure; no I/O)."""
+    if current is None:
+        return QuickStep([], None, ended)
+    visit_id, venue_id, party_size, source, checked_in_at, planned_checkout_at, name, short_code = current
+    checked_in_at, planned_checkout_at = checked_in_at.astimezone(UTC), planned_checkout_at.astimezone(UTC)
+    visit = VisitView(
+        visit_id, name, short_code, party_size, CheckinSource(source), checked_in_at, planned_checkout_at, None, None
+    )
+    if venue_id == venue.venue_id and planned_checkout_at > now:
+        until = continued_until(planned_checkout_at, now, timedelta(minutes=venue.default_stay_minutes))
+        writes = [(EXTEND_UPDATE, {"b_id": visit_id, "b_until": until})]
+        return QuickStep(writes, QuickResult(replace(visit, planned_checkout_at=until), "continued", ended), ended)
+    # Elsewhere, or here after its planned end (which `ending` turns into an automatic end).
+    out_at, out_reason = ending(checked_in_at, planned_checkout_at, now, CheckoutReason.NEXT_CHECKIN)
+    writes = [(CLOSE_UPDATE, {"b_id": visit_id, "b_out": out_at, "b_reason": out_reason})]
+    return QuickStep(writes, None, replace(visit, checked_out_at=out_at, checkout_reason=out_reason))
+
+
+def insert_params(person_id: int, venue: posters.PosterTarget, source: CheckinSource, now: datetime) -> dict[str, Any]:
+    """INSERT_OPEN's parameters for a new visit starting now."""
+    return {
+        "person_id": person_id,
+        "venue_id": venue.venue_id,
+        "entrance_id": venue.entrance_id,
+        "source": source,
+        "checked_in_at": now,
+        "planned_checkout_at": now + timedelta(minutes=venue.default_stay_minutes),
+    }
+
+
+def created(
+    new_id: int, venue: posters.PosterTarget, source: CheckinSource, now: datetime, ended: VisitView | None
+) -> QuickResult:
+    until = now + timedelta(minutes=venue.default_stay_minutes)
+    view = VisitView(new_id, venue.venue_name, venue.venue_short_code, 1, source, now, until, None, None)
+    return QuickResult(view, "created", ended)
+
+
 def quick_check_in(
     person_id: int,
     last_seen_at: datetime | None,
     venue: posters.PosterTarget,
     source: CheckinSource,
     now: datetime,
+    ended: VisitView | None = None,
 ) -> QuickResult:
     """check_in for one person without companions or client id, on plain values; flushes nothing
-    through the ORM and never commits."""
+    through the ORM and never commits. `ended`: a visit an earlier round already ended."""
     connection = db.session.connection()
     if people.seen_is_stale(last_seen_at, now):
-        connection.execute(_SEEN, {"b_id": person_id, "b_at": now})
-    stay = timedelta(minutes=venue.default_stay_minutes)
-    ended: VisitView | None = None
+        connection.execute(SEEN_UPDATE, {"b_id": person_id, "b_at": now})
     for _attempt in range(_RACE_ATTEMPTS):
-        current = connection.execute(_OPEN_VISIT, {"person_id": person_id}).first()
-        if current is not None:
-            visit = VisitView(
-                current.id,
-                current.name,
-                current.short_code,
-                current.party_size,
-                CheckinSource(current.source),
-                current.checked_in_at,
-                current.planned_checkout_at,
-                None,
-                None,
-            )
-            if current.venue_id == venue.venue_id and current.planned_checkout_at > now:
-                until = continued_until(current.planned_checkout_at, now, stay)
-                connection.execute(_EXTEND, {"b_id": current.id, "b_until": until})
-                return QuickResult(replace(visit, planned_checkout_at=until), "continued", ended)
-            # Elsewhere, or here after its planned end (which `ending` turns into an automatic end).
-            out_at, out_reason = ending(
-                current.checked_in_at, current.planned_checkout_at, now, CheckoutReason.NEXT_CHECKIN
-            )
-            connection.execute(_CLOSE, {"b_id": current.id, "b_out": out_at, "b_reason": out_reason})
-            ended = replace(visit, checked_out_at=out_at, checkout_reason=out_reason)
-        new_id = connection.execute(
-            _INSERT_OPEN,
-            {
-                "person_id": person_id,
-                "venue_id": venue.venue_id,
-                "entrance_id": venue.entrance_id,
-                "source": source,
-                "checked_in_at": now,
-                "planned_checkout_at": now + stay,
-            },
-        ).scalar()
+        step = quick_step(connection.execute(_OPEN_VISIT, {"person_id": person_id}).first(), venue, now, ended)
+        for statement, params in step.writes:
+            connection.execute(statement, params)
+        if step.continued is not None:
+            return step.continued
+        ended = step.ended
+        new_id = connection.execute(INSERT_OPEN, insert_params(person_id, venue, source, now)).scalar()
         if new_id is not None:
-            view = VisitView(new_id, venue.venue_name, venue.venue_short_code, 1, source, now, now + stay, None, None)
-            return QuickResult(view, "created", ended)
+            return created(new_id, venue, source, now, ended)
     raise CheckinBusy("Another check-in for you is in progress; please try again.")
 
 

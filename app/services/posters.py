@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -270,7 +272,7 @@ def verify_url(token: str) -> str:
 
 # Built once: constructing the statement costs more Python time than SQLite takes to run it.
 # One lookup, two readings: the version by its unique (entrance, version) pair, joined to its
-# entrance, venue and signing key; as ORM objects (_RESOLVE) or as plain columns (_TARGET).
+# entrance, venue and signing key; as ORM objects (_RESOLVE) or as plain columns (TARGET_QUERY).
 _venues, _entrances = Venue.__table__, Entrance.__table__
 _versions, _keys = PosterVersion.__table__, PosterSigningKey.__table__
 _POSTER_JOIN = (
@@ -297,7 +299,7 @@ class PosterTarget:
     entrance_id: int
 
 
-_TARGET = (
+TARGET_QUERY = (
     select(
         _venues.c.id,
         _venues.c.name,
@@ -385,11 +387,22 @@ def resolve_poster_token(token: str, now: datetime) -> PosterRef:
 def check_poster_token(token: str, now: datetime) -> PosterTarget:
     """resolve_poster_token's checks and errors, answered with plain values instead of ORM objects."""
     fields, payload, signature = _decode(token)
-    row = (
-        db.session.connection()
-        .execute(_TARGET, {"entrance_id": fields.entrance_id, "version": fields.version, "key_id": fields.key_id})
-        .one_or_none()
-    )
+    row = db.session.connection().execute(TARGET_QUERY, target_params(fields)).one_or_none()
+    return target_from_row(row, payload, signature, now)
+
+
+def decode_checked(token: str) -> tuple[TokenFields, bytes, bytes]:
+    """decode_token, failing as a scan does: PosterTokenInvalid."""
+    return _decode(token)
+
+
+def target_params(fields: TokenFields) -> dict[str, int]:
+    """The parameters of TARGET_QUERY for a decoded token."""
+    return {"entrance_id": fields.entrance_id, "version": fields.version, "key_id": fields.key_id}
+
+
+def target_from_row(row: Sequence[Any] | None, payload: bytes, signature: bytes, now: datetime) -> PosterTarget:
+    """The checks after the TARGET_QUERY lookup (row None: no such poster), and where it checks in."""
     if row is None:
         raise PosterTokenInvalid()
     (

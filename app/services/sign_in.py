@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,29 +159,44 @@ class DeviceOwner:
 # The device lookup in plain columns: the JSON check-in's fast path needs no ORM objects.
 _devices = RememberedDevice.__table__
 _people = Person.__table__
-_OWNER = (
+OWNER_QUERY = (
     select(_devices.c.id, _devices.c.revoked_at, _devices.c.last_used_at, _people.c.id, _people.c.last_seen_at)
     .join(_people, _people.c.id == _devices.c.person_id)
     .where(_devices.c.token_hash == bindparam("token_hash"))
 )
-_USED = update(_devices).where(_devices.c.id == bindparam("b_id")).values(last_used_at=bindparam("b_at"))
+USED_UPDATE = update(_devices).where(_devices.c.id == bindparam("b_id")).values(last_used_at=bindparam("b_at"))
 
 
 def device_owner(token: str, now: datetime) -> DeviceOwner | None:
     """Who holds the token (None if unknown); DeviceRevoked if it was signed out. Marks the device
     used, at most once per granularity."""
-    if not token or len(token) > 128:
+    if not is_device_token(token):
         return None
     connection = db.session.connection()
-    found = connection.execute(_OWNER, {"token_hash": secret_hash(token)}).first()
+    owned = owner_from_row(connection.execute(OWNER_QUERY, {"token_hash": secret_hash(token)}).first(), now)
+    if owned is None:
+        return None
+    owner, stale_device_id = owned
+    if stale_device_id is not None:
+        connection.execute(USED_UPDATE, {"b_id": stale_device_id, "b_at": now})
+    return owner
+
+
+def is_device_token(token: str) -> bool:
+    """Shaped like a device token (anything else is unknown without asking the database)."""
+    return bool(token) and len(token) <= 128
+
+
+def owner_from_row(found: Sequence[Any] | None, now: datetime) -> tuple[DeviceOwner, int | None] | None:
+    """The owner in a row of OWNER_QUERY (None: unknown token), and the device's id when its "last
+    used" is due to be written (USED_UPDATE); DeviceRevoked for a signed-out device."""
     if found is None:
         return None
     device_id, revoked_at, last_used_at, person_id, last_seen_at = found
     if revoked_at is not None:
         raise DeviceRevoked("This phone was signed out. Please confirm your number again.")
-    if last_used_at is None or last_used_at < now - LAST_USED_GRANULARITY:
-        connection.execute(_USED, {"b_id": device_id, "b_at": now})
-    return DeviceOwner(person_id, last_seen_at)
+    stale = last_used_at is None or last_used_at < now - LAST_USED_GRANULARITY
+    return DeviceOwner(person_id, last_seen_at), device_id if stale else None
 
 
 def devices_of(person: Person) -> list[RememberedDevice]:

@@ -15,7 +15,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from app.errors import DomainError, NotFoundError, ValidationError
 from app.extensions import db, limiter
 from app.models import Checkin, CheckinSource, Person, Venue, utcnow
-from app.services import checkins, posters, sign_in
+from app.services import checkins, device_checkin, posters, sign_in
 from app.views.visitors import current_person
 
 bp = Blueprint("visitors_api", __name__, url_prefix="/api/v1")
@@ -109,13 +109,15 @@ def check_in() -> Any:
     if header.startswith("Bearer ") and type(party_size) is int and party_size == 1 and phones == []:
         # The common case, a visitor alone with a remembered phone: plain columns, no ORM objects.
         try:
-            owner = sign_in.device_owner(header[7:].strip(), now)
+            poster_token, poster_problem = _string(body, "poster_token", posters.MAX_TOKEN_CHARS), None
+        except ValidationError as exc:  # answered after the device, as on the general path
+            poster_token, poster_problem = "", exc
+        try:
+            quick = device_checkin.check_in(header[7:].strip(), poster_token, CheckinSource.POSTER, now, poster_problem)
         except sign_in.DeviceRevoked as exc:
             raise Unauthorized(exc.message) from None
-        if owner is None:
+        if quick is None:
             raise Unauthorized("Sign in first: send a device token as 'Authorization: Bearer <token>'.")
-        target = posters.check_poster_token(_string(body, "poster_token", posters.MAX_TOKEN_CHARS), now)
-        quick = checkins.quick_check_in(owner.person_id, owner.last_seen_at, target, CheckinSource.POSTER, now)
         payload = {
             "status": quick.status,
             "checkin": _view_json(quick.checkin),

@@ -1,6 +1,7 @@
-"""The JSON check-in's fast path (checkins.quick_check_in) against the ORM path (checkins.check_in).
+"""The JSON check-in's fast paths (checkins.quick_check_in, and device_checkin.check_in, pipelined on
+PostgreSQL) against the ORM path (checkins.check_in).
 
-Two people walk the same random route, one through each path; their visits must come out identical.
+Three people walk the same random route, one through each path; their visits must come out identical.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import false, func, select
 
 from app.models import Checkin, CheckinSource, CheckoutReason, Person, Venue
-from app.services import checkins, posters
+from app.services import checkins, device_checkin, posters, sign_in
 from tests import factories
 
 POSTER = CheckinSource.POSTER
@@ -61,13 +62,16 @@ steps = st.lists(
 @example(route=[("check_in", 0, 0), ("check_in", 1, 31)])  # elsewhere, after the planned end
 def test_both_paths_leave_the_same_visits(db: Any, now: datetime, route: list[tuple[str, int, int]]) -> None:
     venues = [factories.venue(default_stay_minutes=m) for m in (30, 60, 180)]
-    orm_person, fast_person = factories.person(), factories.person()
+    orm_person, fast_person, device_person = factories.person(), factories.person(), factories.person()
+    device = sign_in.remember_device(device_person, now - timedelta(days=1))
+    poster_tokens = [posters.issue_poster(v.entrances[0], now - timedelta(minutes=1))[1] for v in venues]
     at = now
     for action, which, minutes in route:
         at += timedelta(minutes=minutes)
         if action == "check_out":
             checkins.check_out(orm_person, at)
             checkins.check_out(fast_person, at)
+            checkins.check_out(device_person, at)
             continue
         venue = venues[which]
         slow = checkins.check_in(orm_person, venue, venue.entrances[0], POSTER, at)
@@ -76,7 +80,13 @@ def test_both_paths_leave_the_same_visits(db: Any, now: datetime, route: list[tu
         assert shape(fast.checkin) == shape(slow.checkin)
         assert shape(fast.ended) == shape(slow.ended)
         assert fast.checkin.venue_name == venue.name
+        by_device = device_checkin.check_in(device, poster_tokens[which], POSTER, at)
+        assert by_device is not None and by_device.status == slow.status
+        assert shape(by_device.checkin) == shape(slow.checkin)
+        assert shape(by_device.ended) == shape(slow.ended)
+        assert (by_device.checkin.venue_name, by_device.checkin.venue_short_code) == (venue.name, venue.short_code)
     assert visits(fast_person) == visits(orm_person)
+    assert visits(device_person) == visits(orm_person)
 
 
 def test_a_visit_opened_by_a_racing_request_is_ended_not_duplicated(
@@ -107,6 +117,51 @@ def test_a_visit_opened_by_a_racing_request_is_ended_not_duplicated(
         select(func.count()).where(Checkin.person_id == person.id, Checkin.checked_out_at.is_(None))
     )
     assert open_now == 1
+
+
+def test_the_device_path_ends_a_visit_opened_by_a_racing_request(
+    db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL the first read travels in the pipeline; blinding the rules to it makes the insert
+    # meet the racing visit, which the retry loop must then end.
+    cafe, theatre = factories.venue(), factories.venue()
+    person = factories.person()
+    device = sign_in.remember_device(person, now - timedelta(days=1))
+    poster = posters.issue_poster(theatre.entrances[0], now - timedelta(minutes=1))[1]
+    racing = factories.checkin(person, cafe, now - timedelta(minutes=5), minutes=None)
+    real_step = checkins.quick_step
+    calls: list[Any] = []
+
+    def first_read_blind(current: Any, *args: Any, **kwargs: Any) -> checkins.QuickStep:
+        calls.append(current)
+        return real_step(None if len(calls) == 1 else current, *args, **kwargs)
+
+    monkeypatch.setattr(checkins, "quick_step", first_read_blind)
+    result = device_checkin.check_in(device, poster, POSTER, now)
+    monkeypatch.undo()
+    assert len(calls) == 2 and calls[0] is not None  # the pipelined read did see the racing visit
+    assert result is not None and result.status == "created"
+    assert result.ended is not None and result.ended.id == racing.id
+    assert result.ended.checkout_reason is CheckoutReason.NEXT_CHECKIN
+    assert visits(person) == [
+        (cafe.id, racing.checked_in_at, racing.planned_checkout_at, now, CheckoutReason.NEXT_CHECKIN, 1),
+        (theatre.id, now, now + timedelta(minutes=theatre.default_stay_minutes), None, None, 1),
+    ]
+
+
+def test_the_device_path_checks_the_device_before_the_poster(db: Any, now: datetime) -> None:
+    venue = factories.venue()
+    person = factories.person()
+    device = sign_in.remember_device(person, now - timedelta(days=1))
+    assert device_checkin.check_in("unknown-device-token", "junk", POSTER, now) is None
+    assert device_checkin.check_in("x" * 129, "junk", POSTER, now) is None
+    with pytest.raises(posters.PosterTokenInvalid):
+        device_checkin.check_in(device, "junk", POSTER, now)
+    sign_in.revoke_device(person, sign_in.devices_of(person)[0].id, now)
+    poster = posters.issue_poster(venue.entrances[0], now - timedelta(minutes=1))[1]
+    with pytest.raises(sign_in.DeviceRevoked):
+        device_checkin.check_in(device, poster, POSTER, now)
+    assert visits(person) == []
 
 
 def test_last_seen_is_written_only_when_it_is_stale(db: Any, now: datetime) -> None:
