@@ -67,7 +67,9 @@ def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # WAL lets readers run beside the one writer; the busy timeout waits out short write locks.
         return {"connect_args": {"timeout": 15}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+    # No pool_pre_ping: its "SELECT 1" costs a round trip per request; app/extensions.py checks a pooled
+    # connection's socket instead (_postgres_alive).
+    return {"pool_size": 10, "max_overflow": 10}
 
 
 def _register_unit_of_work(app: Flask) -> None:

@@ -44,7 +44,16 @@ def hello():
 LUA = """
 local devices = {%(devices)s}
 local posters = {%(posters)s}
-math.randomseed(os.time())
+-- Each wrk thread has its own Lua state: seeded alike, the threads would send the same (device, poster)
+-- pairs at the same moment, and every second request would wait on the first one's row lock.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 100 + thread_number)
+end
 request = function()
   local d = devices[math.random(#devices)]
   local p = posters[math.random(#posters)]
