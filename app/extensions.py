@@ -59,6 +59,16 @@ def _postgres_alive(dbapi_connection: object, connection_record: object, connect
         raise DisconnectionError("the server has closed the connection")
 
 
+def _postgres_binary_lists(dbapi_connection: object, connection_record: object) -> None:
+    """List parameters (`= ANY(:ids)` over a batch) travel in binary: psycopg's text form quotes every
+    element through a regular expression, a visible cost for batches of 500 ids."""
+    if not type(dbapi_connection).__module__.startswith("psycopg"):
+        return
+    from psycopg.types.array import ListBinaryDumper
+
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)  # type: ignore[attr-defined]
+
+
 def _install_sqlite_hooks() -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -69,6 +79,7 @@ def _install_sqlite_hooks() -> None:
         event.listen(Engine, "begin", _sqlite_begin)
     if not event.contains(Pool, "checkout", _postgres_alive):
         event.listen(Pool, "checkout", _postgres_alive)
+        event.listen(Engine, "connect", _postgres_binary_lists)
 
 
 _install_sqlite_hooks()
