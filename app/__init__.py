@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
 
 import app.models  # noqa: F401  (one complete metadata for Alembic)
 from app.config import ConfigError, load_config
@@ -25,6 +26,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     Raises ConfigError (one readable line) when the configuration cannot work.
     """
     app = Flask(__name__, instance_relative_config=True)
+    app.json = BoundedJSONProvider(app)
     config = load_config(overrides=overrides, instance_path=app.instance_path)
     app.config.update(config)
     app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
@@ -55,6 +57,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply for the parser is bad JSON (a 400 from the
+    views' checks) rather than a RecursionError (a 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _migrations_dir() -> Any:

@@ -318,6 +318,37 @@ def test_a_nul_byte_in_other_text_fields_never_answers_5xx(
     _no_nul_stored(db)
 
 
+def test_a_nul_character_in_a_json_body_is_refused_and_nothing_is_written(
+    app: Flask, client: FlaskClient, db: Any, now: datetime
+) -> None:
+    # JSON carries it escaped; a kiosk's client id with one reached PostgreSQL and answered 500.
+    from tests.app.kiosks.conftest import scanner_item
+
+    kiosk = enrol_kiosk(factories.venue(), now - timedelta(hours=1))
+    item = scanner_item(factories.person(), now - timedelta(minutes=1), client_id="kiosk\x00item")
+    db.session.commit()
+    before = row_counts(db)
+    for path, body, headers in [
+        ("/api/v1/kiosk/checkins", {"items": [item]}, kiosk.headers),
+        ("/api/v1/checkins", {"poster_token": "P\x00", "nested": [{"k\x00": 1}]}, {}),
+        ("/api/v1/visitors/code", {"phone": "+7916\x001234567"}, {}),
+    ]:
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.json["error"] == "A field contains a NUL character."
+    assert row_counts(db) == before
+    # The six characters backslash-u-0-0-0-0 are ordinary text, not a NUL.
+    assert client.post("/api/v1/checkins", json={"poster_token": "\\u0000"}).status_code == 401
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_a_clear_400(client: FlaskClient) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    for path in ("/api/v1/checkins", "/api/v1/visitors/code", "/api/v1/operator/session"):
+        response = client.post(path, data=deep, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (path, response.status_code)
+        assert "JSON object" in response.json["error"]
+
+
 def _visitor_token(client: FlaskClient, db: Any, now: datetime) -> str:
     from app.services import posters
 
