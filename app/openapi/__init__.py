@@ -21,6 +21,7 @@ def build_spec(server_url: str) -> dict[str, Any]:
         module = importlib.import_module(f"app.openapi.{domain}")
         paths.update(module.PATHS)
         schemas.update(module.SCHEMAS)
+    _document_refused_bodies(paths)
     return {
         "openapi": "3.0.3",
         "info": {"title": "Venue check-in API", "version": "1"},
@@ -33,3 +34,18 @@ def build_spec(server_url: str) -> dict[str, Any]:
             },
         },
     }
+
+
+# Every operation with a JSON body answers 400 when the body is not the JSON it expects (including JSON
+# nested deeper than the parser goes: app/__init__.py, BoundedJSONProvider).
+_REFUSED_BODY = {
+    "description": "The body is not the expected JSON (malformed, nested too deeply, or not an object).",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def _document_refused_bodies(paths: dict[str, Any]) -> None:
+    for operations in paths.values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["responses"].setdefault("400", _REFUSED_BODY)

@@ -270,7 +270,11 @@ def ingest_checkins(
     for index, raw in enumerate(raw_items):
         item_or_reason = _parse_item(index, raw, now, earliest)
         client_id = raw.get("client_id") if isinstance(raw, dict) else None
-        client_id = client_id if isinstance(client_id, str) and 0 < len(client_id) <= MAX_CLIENT_ID else None
+        client_id = (
+            client_id
+            if isinstance(client_id, str) and 0 < len(client_id) <= MAX_CLIENT_ID and client_id.isprintable()
+            else None
+        )
         if isinstance(item_or_reason, str):
             results[index] = ItemResult(index, client_id, "rejected", item_or_reason)
         elif item_or_reason.client_id in seen:
@@ -294,8 +298,8 @@ def _parse_item(index: int, raw: object, now: datetime, earliest: datetime) -> _
     if not isinstance(raw, dict):
         return "Each item must be an object."
     client_id = raw.get("client_id")
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID:
-        return f"client_id must be a text of 1 to {MAX_CLIENT_ID} characters."
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID or not client_id.isprintable():
+        return f"client_id must be a printable text of 1 to {MAX_CLIENT_ID} characters."
     method = raw.get("method")
     if not isinstance(method, str) or method not in _SOURCES:  # a list or object is unhashable
         return "method must be kiosk_scanner or ble."
