@@ -69,17 +69,20 @@ def _postgres_binary_lists(dbapi_connection: object, connection_record: object) 
     dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)  # type: ignore[attr-defined]
 
 
-def _install_sqlite_hooks() -> None:
+def _install_engine_hooks() -> None:
+    """Per-driver connection set-up for every engine; each hook returns at once for the other driver."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
-    if not event.contains(Engine, "connect", _sqlite_pragmas):
-        event.listen(Engine, "connect", _sqlite_pragmas)
-        event.listen(Engine, "begin", _sqlite_begin)
-    if not event.contains(Pool, "checkout", _postgres_alive):
-        event.listen(Pool, "checkout", _postgres_alive)
-        event.listen(Engine, "connect", _postgres_binary_lists)
+    for target, name, hook in (
+        (Engine, "connect", _sqlite_pragmas),
+        (Engine, "begin", _sqlite_begin),
+        (Engine, "connect", _postgres_binary_lists),
+        (Pool, "checkout", _postgres_alive),
+    ):
+        if not event.contains(target, name, hook):
+            event.listen(target, name, hook)
 
 
-_install_sqlite_hooks()
+_install_engine_hooks()

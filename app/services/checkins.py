@@ -242,8 +242,6 @@ class CheckinBusy(DomainError):
 _c = Checkin.__table__
 _v = Venue.__table__
 _p = Person.__table__
-# Built once, executed on the session's connection: building and compiling a statement costs more
-# Python time than the database needs to run it.
 
 
 def open_visit_query(person_id: Any) -> Select[Any]:
@@ -266,6 +264,8 @@ def open_visit_query(person_id: Any) -> Select[Any]:
     )
 
 
+# Built once, executed on the session's connection: building and compiling a statement costs more
+# Python time than the database needs to run it.
 _OPEN_VISIT = open_visit_query(bindparam("person_id"))
 EXTEND_UPDATE = update(_c).where(_c.c.id == bindparam("b_id")).values(planned_checkout_at=bindparam("b_until"))
 CLOSE_UPDATE = (

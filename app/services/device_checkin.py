@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -76,19 +75,16 @@ def _pipelined(
         except posters.PosterTokenInvalid as exc:
             poster_error = exc
     with driver.pipeline():
-        owner_rows = driver.execute(_sql(connection, sign_in.OWNER_QUERY), {"token_hash": token_hash})
-        target_rows = (
-            None
-            if poster_error
-            else driver.execute(_sql(connection, posters.TARGET_QUERY), posters.target_params(fields))
-        )
-        open_rows = driver.execute(_sql(connection, _OPEN_BY_DEVICE), {"token_hash": token_hash})
+        owner_rows = _execute(connection, sign_in.OWNER_QUERY, {"token_hash": token_hash})
+        if poster_error is None:
+            target_rows = _execute(connection, posters.TARGET_QUERY, posters.target_params(fields))
+        open_rows = _execute(connection, _OPEN_BY_DEVICE, {"token_hash": token_hash})
     owned = sign_in.owner_from_row(owner_rows.fetchone(), now)
     if owned is None:
         return None
     owner, stale_device_id = owned
-    if poster_error is not None or target_rows is None:
-        raise poster_error or posters.PosterTokenInvalid()
+    if poster_error is not None:
+        raise poster_error
     target = posters.target_from_row(target_rows.fetchone(), payload, signature, now)
     step = checkins.quick_step(open_rows.fetchone(), target, now)
     with driver.pipeline():
@@ -98,23 +94,17 @@ def _pipelined(
             _execute(connection, checkins.SEEN_UPDATE, {"b_id": owner.person_id, "b_at": now})
         for statement, params in step.writes:
             _execute(connection, statement, params)
-        inserted = (
-            None
-            if step.continued
-            else _execute(
-                connection, checkins.INSERT_OPEN, checkins.insert_params(owner.person_id, target, source, now)
-            )
-        )
+        if step.continued is None:
+            params = checkins.insert_params(owner.person_id, target, source, now)
+            inserted = _execute(connection, checkins.INSERT_OPEN, params)
     if step.continued is not None:
         return step.continued
-    assert inserted is not None
     row = inserted.fetchone()
     if row is not None:
         return checkins.created(row[0], target, source, now, step.ended)
     # A racing request opened a visit between our read and our insert: the ordinary loop settles it
-    # ("last seen" was written above, so it is passed as now).
-    result = checkins.quick_check_in(owner.person_id, now, target, source, now, ended=step.ended)
-    return replace(result, ended=result.ended or step.ended)
+    # ("last seen" was written above, so it is passed as now; the visit ended here is carried along).
+    return checkins.quick_check_in(owner.person_id, now, target, source, now, ended=step.ended)
 
 
 def _sql(connection: Connection, statement: Any) -> str:

@@ -269,12 +269,7 @@ def ingest_checkins(
     earliest = max(now - timedelta(days=retention_days), ctx.kiosk.enrolled_at - FUTURE_TOLERANCE)
     for index, raw in enumerate(raw_items):
         item_or_reason = _parse_item(index, raw, now, earliest)
-        client_id = raw.get("client_id") if isinstance(raw, dict) else None
-        client_id = (
-            client_id
-            if isinstance(client_id, str) and 0 < len(client_id) <= MAX_CLIENT_ID and client_id.isprintable()
-            else None
-        )
+        client_id = _client_id(raw.get("client_id")) if isinstance(raw, dict) else None
         if isinstance(item_or_reason, str):
             results[index] = ItemResult(index, client_id, "rejected", item_or_reason)
         elif item_or_reason.client_id in seen:
@@ -293,12 +288,19 @@ def ingest_checkins(
     return [results[i] for i in range(len(raw_items))]
 
 
+def _client_id(value: object) -> str | None:
+    """The item's client id if it is usable (1 to MAX_CLIENT_ID printable characters), else None."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID and value.isprintable():
+        return value
+    return None
+
+
 def _parse_item(index: int, raw: object, now: datetime, earliest: datetime) -> _Item | str:
     """A well-formed item, or the reason it is not (never an exception: one bad item is one result)."""
     if not isinstance(raw, dict):
         return "Each item must be an object."
-    client_id = raw.get("client_id")
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID or not client_id.isprintable():
+    client_id = _client_id(raw.get("client_id"))
+    if client_id is None:
         return f"client_id must be a printable text of 1 to {MAX_CLIENT_ID} characters."
     method = raw.get("method")
     if not isinstance(method, str) or method not in _SOURCES:  # a list or object is unhashable

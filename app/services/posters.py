@@ -355,7 +355,8 @@ def _check_row(
         raise PosterVenueClosed("This entrance is closed; please scan the poster at another entrance.")
 
 
-def _decode(token: str) -> tuple[TokenFields, bytes, bytes]:
+def decode_checked(token: str) -> tuple[TokenFields, bytes, bytes]:
+    """decode_token, failing as a scan does: PosterTokenInvalid."""
     try:
         return decode_token(token)
     except ValueError:
@@ -368,7 +369,7 @@ def resolve_poster_token(token: str, now: datetime) -> PosterRef:
     Raises PosterTokenInvalid (400), PosterReplaced (410) or PosterVenueClosed (410); never
     anything else, whatever the input.
     """
-    fields, payload, signature = _decode(token)
+    fields, payload, signature = decode_checked(token)
     row = db.session.execute(
         _RESOLVE, {"entrance_id": fields.entrance_id, "version": fields.version, "key_id": fields.key_id}
     ).one_or_none()
@@ -390,14 +391,9 @@ def resolve_poster_token(token: str, now: datetime) -> PosterRef:
 
 def check_poster_token(token: str, now: datetime) -> PosterTarget:
     """resolve_poster_token's checks and errors, answered with plain values instead of ORM objects."""
-    fields, payload, signature = _decode(token)
+    fields, payload, signature = decode_checked(token)
     row = db.session.connection().execute(TARGET_QUERY, target_params(fields)).one_or_none()
     return target_from_row(row, payload, signature, now)
-
-
-def decode_checked(token: str) -> tuple[TokenFields, bytes, bytes]:
-    """decode_token, failing as a scan does: PosterTokenInvalid."""
-    return _decode(token)
 
 
 def target_params(fields: TokenFields) -> dict[str, int]:
