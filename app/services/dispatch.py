@@ -35,6 +35,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import String, bindparam, cast, literal, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
 from app.jobs import Job, unit_of_work
@@ -66,6 +67,8 @@ HELD_WHEN_HALTED = (MessageKind.NOTICE, MessageKind.RETRACTION)
 # A visitor waiting in a doorway for a sign-in code must get it at any hour.
 QUIET_HOURS_EXEMPT = frozenset({MessageKind.OTP})
 JOB_TIME_BUDGET_SECONDS = 50.0
+# Recording a batch's answers survives this many lost database connections in a row.
+RECORD_ATTEMPTS = 3
 # Kept free at the end of a claim: a request in flight may still take 2 x the gateway timeout, and
 # recording the answers must happen before the claim expires and the message turns `unconfirmed`.
 CLAIM_MARGIN_SECONDS = 2 * SMS_HTTP_TIMEOUT + 10.0
@@ -350,9 +353,23 @@ def _record_phase(
     settings: DispatchSettings,
     rng: random.Random,
 ) -> DispatchSummary:
-    """Transaction 2: record every answer, commit."""
-    with unit_of_work():
-        return record_outcomes(outgoing, results, now, settings, rng)
+    """Transaction 2: record every answer, commit.
+
+    The answers exist only in memory: losing them would turn messages the gateway took into
+    `unconfirmed` ones when their claim expires. A connection that died while the batch was out
+    (a restarted server, a terminated backend) is therefore replaced and the recording retried;
+    it is idempotent, since it only touches rows still in flight.
+    """
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            with unit_of_work():
+                return record_outcomes(outgoing, results, now, settings, rng)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == RECORD_ATTEMPTS:
+                raise
+            log.warning("outbox: the database connection was lost while recording a batch; retrying")
+            time_module.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def dispatch_once(

@@ -13,11 +13,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.extensions import db
 from app.jobs import run_job
 from app.models import MessageKind, MessageStatus, OutboxMessage, utcnow
+from app.services import dispatch
 from app.services.channels import Outgoing
 from app.services.dispatch import DispatchSettings, dispatch_once
 from tests.app.messaging.conftest import ScriptedChannels, queue
@@ -91,6 +92,63 @@ def test_connections_killed_between_claim_and_record_are_replaced(live_app: Flas
         summary = dispatch_once(utcnow(), DispatchSettings(), channels)
     assert killed and killed[0] >= 1
     assert summary.sent == 3 and statuses(live_app, ids) == {MessageStatus.SENT}
+
+
+def test_recording_retries_on_its_own_dead_connection(
+    live_app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording transaction's own backend dies under it: the answers are still recorded."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only (set TEST_DATABASE_URL)")
+    ids = queued_codes(live_app, 3, "pg-self-")
+    real = dispatch.record_outcomes
+    calls: list[int] = []
+
+    def dying_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "record_outcomes", dying_first)
+    with live_app.app_context():
+        summary = dispatch_once(utcnow(), DispatchSettings(), ScriptedChannels(live_app.config))
+    assert len(calls) == 2
+    assert summary.sent == 3 and statuses(live_app, ids) == {MessageStatus.SENT}
+
+
+def test_recording_gives_up_after_repeated_lost_connections(live_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded: a database that keeps dropping the connection fails the job with the error."""
+    ids = queued_codes(live_app, 2, "lost-")
+    calls: list[int] = []
+
+    def always_lost(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise DBAPIError(
+            "UPDATE outbox_messages", None, Exception("server closed the connection"), connection_invalidated=True
+        )
+
+    monkeypatch.setattr(dispatch, "record_outcomes", always_lost)
+    monkeypatch.setattr(dispatch.time_module, "sleep", lambda seconds: None)
+    with live_app.app_context(), pytest.raises(DBAPIError):
+        dispatch_once(utcnow(), DispatchSettings(), ScriptedChannels(live_app.config))
+    assert len(calls) == dispatch.RECORD_ATTEMPTS
+    # Still claimed, never half-recorded: the claim's expiry settles them as in doubt.
+    assert statuses(live_app, ids) == {MessageStatus.SENDING}
+
+
+def test_recording_does_not_retry_other_errors(live_app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    queued_codes(live_app, 1, "other-")
+    calls: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise DBAPIError("UPDATE outbox_messages", None, Exception("syntax error"), connection_invalidated=False)
+
+    monkeypatch.setattr(dispatch, "record_outcomes", broken)
+    with live_app.app_context(), pytest.raises(DBAPIError):
+        dispatch_once(utcnow(), DispatchSettings(), ScriptedChannels(live_app.config))
+    assert len(calls) == 1
 
 
 def _hold_write_lock(path: str, seconds: float, locked: threading.Event) -> None:
