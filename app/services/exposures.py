@@ -455,7 +455,9 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
     rows = []
     for case_id, (_stays, contacts) in found.items():
         for contact in contacts:
-            name, venue_tz = venues[contact.venue_id].name, zones[contact.venue_id]
+            reason_en, reason_ru = matching.describe_all(
+                contact, venues[contact.venue_id].name, zones[contact.venue_id], ("en", "ru")
+            )
             rows.append(
                 {
                     "case_id": case_id,
@@ -465,8 +467,8 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
                     "venue_id": contact.venue_id,
                     "risk": contact.risk,
                     "overlap_seconds": int(contact.overlap.total_seconds()),
-                    "reason_en": matching.describe(contact, name, venue_tz, "en"),
-                    "reason_ru": matching.describe(contact, name, venue_tz, "ru"),
+                    "reason_en": reason_en,
+                    "reason_ru": reason_ru,
                     "status": ExposureStatus.NEW.value,
                     "created_at": now,
                 }
@@ -495,35 +497,47 @@ def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime)
 
     Looks only at the venues just matched and at the active cases' own visits inside their
     infectious windows; each group of cases is stored once per (venue, first visit of the group),
-    with its count raised when a later case joins the same group.
+    with its count raised when a later case joins the same group. One query per PEOPLE_PER_QUERY
+    venues, not one per venue: a batch of cases touches most venues of a city.
     """
+    venues = sorted(set(venue_ids))
+    rows: list[Any] = []
+    stored: dict[tuple[int, datetime], VenueOutbreak] = {}
+    for first in range(0, len(venues), PEOPLE_PER_QUERY):
+        chunk = venues[first : first + PEOPLE_PER_QUERY]
+        rows.extend(
+            db.session.execute(
+                select(Case.id, Checkin.venue_id, Checkin.checked_in_at)
+                .join(Checkin, Checkin.person_id == Case.person_id)
+                .where(
+                    Checkin.venue_id.in_(chunk),
+                    Case.status == CaseStatus.ACTIVE,
+                    Case.window_starts_at.is_not(None),
+                    Checkin.checked_in_at < Case.window_ends_at,
+                    Checkin.checked_in_at >= Case.window_starts_at,
+                )
+            ).tuples()
+        )
+        for outbreak in db.session.scalars(select(VenueOutbreak).where(VenueOutbreak.venue_id.in_(chunk))):
+            stored[(outbreak.venue_id, _utc(outbreak.window_starts_at))] = outbreak
     found = 0
-    for venue_id in sorted(set(venue_ids)):
-        rows = db.session.execute(
-            select(Case.id, Checkin.venue_id, Checkin.checked_in_at)
-            .join(Checkin, Checkin.person_id == Case.person_id)
-            .where(
-                Checkin.venue_id == venue_id,
-                Case.status == CaseStatus.ACTIVE,
-                Case.window_starts_at.is_not(None),
-                Checkin.checked_in_at < Case.window_ends_at,
-                Checkin.checked_in_at >= Case.window_starts_at,
+    starts: dict[tuple[int, int], datetime] = {}
+    for case_id, venue_id, starts_at in rows:
+        key = (venue_id, case_id)
+        if key not in starts or starts_at < starts[key]:
+            starts[key] = starts_at
+    for venue, cases in sorted(matching.venue_outbreaks(rows, rules), key=lambda found: found[0]):
+        window_start = min(starts[(venue, case_id)] for case_id in cases)
+        existing = stored.get((venue, _utc(window_start)))
+        if existing is None:
+            outbreak = VenueOutbreak(
+                venue_id=venue, window_starts_at=window_start, case_count=len(cases), detected_at=now
             )
-        ).all()
-        for venue, cases in matching.venue_outbreaks(rows, rules):
-            window_start = min(t for c, _v, t in rows if c in cases)
-            existing = db.session.scalar(
-                select(VenueOutbreak).where(
-                    VenueOutbreak.venue_id == venue, VenueOutbreak.window_starts_at == window_start
-                )
-            )
-            if existing is None:
-                db.session.add(
-                    VenueOutbreak(venue_id=venue, window_starts_at=window_start, case_count=len(cases), detected_at=now)
-                )
-                found += 1
-            elif existing.case_count < len(cases):
-                existing.case_count = len(cases)
+            db.session.add(outbreak)
+            stored[(venue, _utc(window_start))] = outbreak
+            found += 1
+        elif existing.case_count < len(cases):
+            existing.case_count = len(cases)
     db.session.flush()
     return found
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -258,18 +259,27 @@ _SENTENCES = {
 }
 
 
+def _hhmm(moment: datetime) -> str:
+    # Not f"{moment:%H:%M}": strftime costs several times more, and this runs for every exposure.
+    return f"{moment.hour:02d}:{moment.minute:02d}"
+
+
+@lru_cache(maxsize=4096)
 def _span(start: datetime, end: datetime, lang: Lang, with_date: bool) -> str:
+    """Wall-clock times, naive: cached by value, and an aware datetime's hash is its UTC instant,
+    which would hand one zone's wording to another. Cached because a case visit's span is
+    written into the reason of everyone it exposed."""
     months = _MONTHS[lang]
     start_day = f"{start.day} {months[start.month - 1]}"
     end_day = f"{end.day} {months[end.month - 1]}"
     if lang == "ru":
         if start.date() != end.date():
-            return f"с {start:%H:%M} {start_day} до {end:%H:%M} {end_day}"
-        span = f"с {start:%H:%M} до {end:%H:%M}"
+            return f"с {_hhmm(start)} {start_day} до {_hhmm(end)} {end_day}"
+        span = f"с {_hhmm(start)} до {_hhmm(end)}"
         return f"{start_day} {span}" if with_date else span
     if start.date() != end.date():
-        return f"from {start:%H:%M} on {start_day} to {end:%H:%M} on {end_day}"
-    span = f"from {start:%H:%M} to {end:%H:%M}"
+        return f"from {_hhmm(start)} on {start_day} to {_hhmm(end)} on {end_day}"
+    span = f"from {_hhmm(start)} to {_hhmm(end)}"
     return f"{span} on {start_day}" if with_date else span
 
 
@@ -281,18 +291,26 @@ def describe(contact: Contact, venue_name: str, tz: ZoneInfo, lang: Lang) -> str
     the visitor's. During a DST fall-back hour the wall-clock times shown repeat, as on the
     venue's clocks.
     """
-    other_start = contact.other_starts_at.astimezone(tz)
-    other_end = contact.other_ends_at.astimezone(tz)
-    case_start = contact.case_starts_at.astimezone(tz)
-    case_end = contact.case_ends_at.astimezone(tz)
+    return describe_all(contact, venue_name, tz, (lang,))[0]
+
+
+def describe_all(contact: Contact, venue_name: str, tz: ZoneInfo, langs: Sequence[Lang]) -> list[str]:
+    """describe() in several languages, converting the times to local time once."""
+    other_start = contact.other_starts_at.astimezone(tz).replace(tzinfo=None)
+    other_end = contact.other_ends_at.astimezone(tz).replace(tzinfo=None)
+    case_start = contact.case_starts_at.astimezone(tz).replace(tzinfo=None)
+    case_end = contact.case_ends_at.astimezone(tz).replace(tzinfo=None)
     same_day = case_start.date() == case_end.date() == other_start.date() == other_end.date()
-    sentence, tail_note = _SENTENCES[lang]
-    text = sentence.format(
-        venue=venue_name,
-        visit=_span(other_start, other_end, lang, with_date=True),
-        case=_span(case_start, case_end, lang, with_date=not same_day),
-    )
-    return text + tail_note if contact.in_tail_only else text
+    texts = []
+    for lang in langs:
+        sentence, tail_note = _SENTENCES[lang]
+        text = sentence.format(
+            venue=venue_name,
+            visit=_span(other_start, other_end, lang, with_date=True),
+            case=_span(case_start, case_end, lang, with_date=not same_day),
+        )
+        texts.append(text + tail_note if contact.in_tail_only else text)
+    return texts
 
 
 def venue_outbreaks(

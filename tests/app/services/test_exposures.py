@@ -164,6 +164,28 @@ def test_two_cases_at_one_venue_mark_an_outbreak_once(app: Flask, db: Any, now: 
     assert (outbreak.venue_id, outbreak.case_count) == (venue.id, 2)
 
 
+def test_one_batch_records_the_outbreaks_of_several_venues_and_grows_a_known_one(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    cafe, gym, shop = f.venue(), f.venue(), f.venue()
+    a, b, c, d = f.person(), f.person(), f.person(), f.person()
+    f.checkin(a, cafe, now - timedelta(days=2))
+    f.checkin(b, cafe, now - timedelta(days=1, hours=3))
+    f.checkin(a, gym, now - timedelta(days=2, hours=2))
+    f.checkin(c, gym, now - timedelta(days=1))
+    f.checkin(d, shop, now - timedelta(days=1))  # one case only: no outbreak
+    cases = [_case(person, now) for person in (a, b, c, d)]
+    rules = rules_from_config(app.config)
+    batch = exposures.match_case_batch([x.id for x in cases[:3]], now=now, rules=rules, tz=MSK)
+    assert batch.outbreaks == 2
+    found = {(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))}
+    assert found == {(cafe.id, 2), (gym.id, 2)}
+    f.checkin(d, cafe, now - timedelta(hours=20))
+    assert exposures.match_case_batch([cases[3].id], now=now, rules=rules, tz=MSK).outbreaks == 0
+    found = {(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))}
+    assert found == {(cafe.id, 3), (gym.id, 2)}  # the cafe's group grew; not a second outbreak
+
+
 def test_the_job_commits_per_case_so_a_failure_reruns_only_that_case(
     app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,6 +16,7 @@ from app.services.matching import (
     Stay,
     co_present,
     describe,
+    describe_all,
     find_contacts,
     infectious_window,
     strongest_per_person,
@@ -321,6 +322,25 @@ def test_describe_uses_wall_clock_times_across_dst_changes() -> None:
         "Вы были в «Club» 25 октября с 02:10 до 02:20; человек, у которого позже подтвердили "
         "положительный тест, находился там с 01:00 до 03:00."
     )
+
+
+def test_the_same_instants_are_told_in_each_venues_own_zone() -> None:
+    """Wordings are cached: the cache must not hand Moscow's wall clock to a venue in Berlin."""
+    contact = co_present(case_stay(0, 60), stay(10, 90), NO_TAIL)
+    assert contact is not None
+    moscow = describe(contact, "V", MOSCOW, "en")
+    berlin = describe(contact, "V", BERLIN, "en")
+    assert "from 19:10 to 20:30" in moscow and "from 17:10 to 18:30" in berlin
+    assert describe(contact, "V", MOSCOW, "en") == moscow
+
+
+def test_describe_all_gives_each_languages_describe() -> None:
+    contact = co_present(case_stay(240, 280), stay(290, 330), MatchRules())
+    assert contact is not None
+    assert describe_all(contact, "Bar", MOSCOW, ("en", "ru")) == [
+        describe(contact, "Bar", MOSCOW, "en"),
+        describe(contact, "Bar", MOSCOW, "ru"),
+    ]
 
 
 def test_describe_never_mentions_the_case_identity() -> None:
