@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import TextClause, and_, bindparam, func, select, text, union_all
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import (
@@ -401,25 +400,43 @@ def _stored_per_case(case_ids: Sequence[int]) -> Counter[int]:
     return Counter(dict(rows.tuples().all()))
 
 
-def _insert_ignoring_duplicates(rows: list[dict[str, Any]], case_ids: Sequence[int]) -> Counter[int]:
-    """Insert exposure rows, skipping those already stored; the number inserted per case.
+# The columns of _INSERT_EXPOSURES, in order; the same statement in each driver's parameter style.
+_INSERT_EXPOSURES = (
+    "INSERT INTO exposures (case_id, case_checkin_id, checkin_id, person_id, venue_id, risk, overlap_seconds,"
+    " reason_en, reason_ru, status, created_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
+    " ON CONFLICT (case_id, checkin_id, person_id) DO NOTHING"
+)
+_INSERT_EXPOSURES_BY_STYLE = {
+    style: _INSERT_EXPOSURES.format(m=m) for style, m in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
+}
 
-    A plain executemany (the driver pipelines it) and a count per case before and after: RETURNING
-    would make SQLAlchemy fold each chunk into one statement of thousands of parameters, which the
-    PostgreSQL driver parses again for every chunk.
+
+def _insert_ignoring_duplicates(rows: list[tuple[Any, ...]], case_ids: Sequence[int]) -> Counter[int]:
+    """Insert exposure rows (tuples in _INSERT_EXPOSURES's column order, created_at already in the driver's
+    form), skipping those already stored; the number inserted per case.
+
+    A plain executemany through the driver (psycopg pipelines it) and a count per case before and
+    after. The rows hold plain values, so SQLAlchemy's per-row parameter processing, which cost
+    as much as the database's own work, is skipped; RETURNING would make SQLAlchemy fold each
+    chunk into one statement of thousands of parameters, which PostgreSQL's driver parses anew.
     """
     if not rows:
         return Counter()
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Exposure.__table__).on_conflict_do_nothing(index_elements=["case_id", "checkin_id", "person_id"])
-    before = _stored_per_case(case_ids)
     connection = db.session.connection()
+    sql = _INSERT_EXPOSURES_BY_STYLE[connection.dialect.paramstyle]
+    before = _stored_per_case(case_ids)
     for start in range(0, len(rows), 1000):
-        connection.execute(stmt, rows[start : start + 1000])
+        connection.exec_driver_sql(sql, rows[start : start + 1000])
     after = _stored_per_case(case_ids)
     after.subtract(before)
     return after
+
+
+def _driver_value(column: Any, value: Any) -> Any:
+    """A value as the driver takes it for this column (for example a UTC timestamp as SQLite text)."""
+    dialect = db.session.get_bind().dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(value) if process is not None else value
 
 
 @dataclass(frozen=True)
@@ -453,25 +470,27 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
     venues = {v.id: v for v in db.session.scalars(select(Venue).where(Venue.id.in_(venue_ids)))}
     zones = {venue_id: ZoneInfo(venue.timezone) for venue_id, venue in venues.items()}
     rows = []
+    created_at = _driver_value(Exposure.__table__.c.created_at, now)
+    new = ExposureStatus.NEW.value
     for case_id, (_stays, contacts) in found.items():
         for contact in contacts:
             reason_en, reason_ru = matching.describe_all(
                 contact, venues[contact.venue_id].name, zones[contact.venue_id], ("en", "ru")
             )
             rows.append(
-                {
-                    "case_id": case_id,
-                    "case_checkin_id": contact.case_checkin_id,
-                    "checkin_id": contact.checkin_id,
-                    "person_id": contact.person_id,
-                    "venue_id": contact.venue_id,
-                    "risk": contact.risk,
-                    "overlap_seconds": int(contact.overlap.total_seconds()),
-                    "reason_en": reason_en,
-                    "reason_ru": reason_ru,
-                    "status": ExposureStatus.NEW.value,
-                    "created_at": now,
-                }
+                (
+                    case_id,
+                    contact.case_checkin_id,
+                    contact.checkin_id,
+                    contact.person_id,
+                    contact.venue_id,
+                    contact.risk,
+                    int(contact.overlap.total_seconds()),
+                    reason_en,
+                    reason_ru,
+                    new,
+                    created_at,
+                )
             )
     inserted = _insert_ignoring_duplicates(rows, list(found))
     for case_id, window in windows.items():
