@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--checkins", type=int, default=1_000_000)
     parser.add_argument("--visitors", type=int, default=100_000)
+    parser.add_argument("--venues", type=int, default=200, help="the workload's venues (its default: 200)")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--cases", type=int, default=200, help="random cases matched one at a time")
     parser.add_argument("--batch-cases", type=int, default=10_000, help="random cases matched in batches")
@@ -48,13 +49,15 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep a database loaded by an earlier run")
     args = parser.parse_args()
     work = Path(args.workdir)
-    data = work / f"data-{args.checkins}"
+    shape = f"{args.checkins}" if args.venues == 200 else f"{args.checkins}-{args.venues}v"
+    data = work / f"data-{shape}"
     if not (data / "checkins.csv").exists():
         subprocess.run([sys.executable, str(BENCH / "gen_workload.py"), str(data), "--now", "2026-11-20T12:00:00",
-                        "--checkins", str(args.checkins), "--visitors", str(args.visitors)], check=True)  # fmt: skip
+                        "--checkins", str(args.checkins), "--visitors", str(args.visitors),
+                        "--venues", str(args.venues)], check=True)  # fmt: skip
     reference = subprocess.run([sys.executable, str(BENCH / "reference_overlap.py"), str(data)], check=True,
                                capture_output=True, text=True).stdout.strip()  # fmt: skip
-    url = args.database_url or f"sqlite:///{work / f'bench-{args.checkins}.sqlite3'}"
+    url = args.database_url or f"sqlite:///{work / f'bench-{shape}.sqlite3'}"
 
     from flask_migrate import upgrade
 
@@ -87,7 +90,13 @@ def main() -> None:
         else:
             reset_database(url)
             upgrade()
-            person_of = load_workload(db.session, data)
+            person_of = load_workload(
+                db.session,
+                data,
+                rebuild_indexes=True,
+                progress=lambda n: print(f"\r  loaded {n:,} of {args.checkins:,} check-ins", end="", flush=True),
+            )
+            print()
         db.session.commit()
         if url.startswith("postgresql"):
             db.session.execute(db.text("ANALYZE"))
@@ -156,7 +165,7 @@ def main() -> None:
         job_seconds = time.perf_counter() - t0
         db.session.rollback()
     per_case_ms = many_seconds / len(sample) * 1000
-    print(f"database: {url.split(':')[0]}  checkins={args.checkins} visitors={args.visitors}  "
+    print(f"database: {url.split(':')[0]}  checkins={args.checkins} visitors={args.visitors} venues={args.venues}  "
           f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")  # fmt: skip
     print(f"load (bulk insert + ANALYZE): {load_seconds:.1f} s" + (" (reused an earlier load)" if loaded else ""))
     print(f"reference: {reference}")

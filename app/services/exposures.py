@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import TextClause, and_, bindparam, func, select, text, union_all
+from sqlalchemy import and_, func, select, text, union_all
 
 from app.extensions import db
 from app.models import (
@@ -31,7 +31,6 @@ from app.models import (
     Venue,
     VenueOutbreak,
 )
-from app.models.base import UTCDateTime
 from app.services import matching
 from app.services.matching import Contact, MatchRules, Stay
 
@@ -205,21 +204,30 @@ _CANDIDATE_BRANCH = (
 
 
 @lru_cache(maxsize=64)
-def _candidate_query(ranges: int) -> TextClause:
+def _candidate_query(ranges: int) -> str:
     """Visits at a range's venue that arrived before its reach (at most MAX_STAY before ``since``: a
     tight range on ix_checkins_venue_id_checked_in_at) and had not left by ``since``; one UNION ALL
-    branch per range.
+    branch per range. SQLite's form, run on the driver's cursor with named parameters.
 
     The last condition is a superset of the exact rule (matching decides exactly) that lets the
     database drop the day's other visits instead of shipping them to Python. The index holds every
     column read here, so each branch is an index-only range scan that never visits the table (an OR
     of the ranges would make SQLite and PostgreSQL fetch every row of the range to test it). Textual
-    SQL, built once per number of ranges: building and caching an expression of fifty ranges for
-    every query, and converting its result columns, cost more than the database's work.
+    SQL, built once per number of ranges, on the driver's own cursor: building and caching an
+    expression of fifty ranges for every query, and SQLAlchemy's handling of each result row, cost
+    more than the database's work.
     """
-    when = UTCDateTime()
-    params = [bindparam(f"{name}{n}", type_=when) for n in range(ranges) for name in ("low", "reach", "since")]
-    return text(" UNION ALL ".join(_CANDIDATE_BRANCH.format(n=n) for n in range(ranges))).bindparams(*params)
+    return " UNION ALL ".join(_CANDIDATE_BRANCH.format(n=n) for n in range(ranges))
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A UTC instant in UTCDateTime's SQLite storage form (naive UTC text, which sorts in time order)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_utc(value: str) -> datetime:
+    """UTCDateTime's SQLite text back as an aware UTC datetime, in one C call."""
+    return datetime.fromisoformat(value + "+00:00")
 
 
 def _utc(value: Any) -> datetime:
@@ -245,12 +253,12 @@ _CANDIDATE_QUERY_POSTGRESQL = text(
 RANGES_PER_QUERY = {"sqlite": 50, "postgresql": 1000}
 
 
-def _candidate_rows(connection: Any, ranges: Sequence[tuple[int, datetime, datetime]]) -> Iterable[Any]:
-    """The rows of _candidate_query for these ranges. PostgreSQL gets the same ranges as four arrays
-    joined laterally to the index: one fixed statement, so the driver prepares it once and the server
-    never re-plans it for each number of ranges."""
+def _candidate_rows(connection: Any, ranges: Sequence[tuple[int, datetime, datetime]]) -> list[tuple[Any, ...]]:
+    """The rows of _candidate_query for these ranges, times as aware UTC datetimes. PostgreSQL gets
+    the same ranges as four arrays joined laterally to the index: one fixed statement, so the driver
+    prepares it once and the server never re-plans it for each number of ranges."""
     if connection.dialect.name == "postgresql":
-        return connection.execute(
+        rows = connection.execute(
             _CANDIDATE_QUERY_POSTGRESQL,
             {
                 "venues": [venue_id for venue_id, _since, _reach in ranges],
@@ -259,10 +267,39 @@ def _candidate_rows(connection: Any, ranges: Sequence[tuple[int, datetime, datet
                 "sinces": [since for _venue, since, _reach in ranges],
             },
         )
+        return [
+            (
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                _utc(row[5]),
+                _utc(row[6]),
+                None if row[7] is None else _utc(row[7]),
+            )
+            for row in rows
+        ]
     params: dict[str, Any] = {}
     for n, (venue_id, since, reach) in enumerate(ranges):
-        params.update({f"venue{n}": venue_id, f"low{n}": since - MAX_STAY, f"reach{n}": reach, f"since{n}": since})
-    return connection.execute(_candidate_query(len(ranges)), params)
+        params.update(
+            {
+                f"venue{n}": venue_id,
+                f"low{n}": _sqlite_time(since - MAX_STAY),
+                f"reach{n}": _sqlite_time(reach),
+                f"since{n}": _sqlite_time(since),
+            }
+        )
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(_candidate_query(len(ranges)), params)
+        return [
+            (row[0], row[1], row[2], row[3], row[4], _sqlite_utc(row[5]), _sqlite_utc(row[6]),
+             None if row[7] is None else _sqlite_utc(row[7]))
+            for row in cursor.fetchall()
+        ]  # fmt: skip
+    finally:
+        cursor.close()
 
 
 def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, halls: _Halls) -> Iterator[Stay]:
@@ -274,11 +311,8 @@ def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, hal
     for first in range(0, len(ranges), size):
         # Not streamed with yield_per: the overlap filter returns only visits that really overlap
         # (hundreds per case visit), and a server-side cursor would cost PostgreSQL extra round trips.
-        rows = _candidate_rows(connection, ranges[first : first + size])
-        for checkin_id, person_id, venue_id, entrance_id, party_size, starts, planned, left in rows:
-            row = (checkin_id, person_id, venue_id, entrance_id, party_size, _utc(starts), _utc(planned),
-                   None if left is None else _utc(left))  # fmt: skip
-            yield _stay(row, person_id, halls, now)
+        for row in _candidate_rows(connection, ranges[first : first + size]):
+            yield _stay(row, row[1], halls, now)
 
 
 def _parties(checkin_ids: Iterable[int]) -> dict[int, list[int]]:

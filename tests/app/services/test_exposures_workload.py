@@ -11,15 +11,16 @@ import os
 import re
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
-from app.models import Case, Checkin, Exposure, Organisation, Person, Venue
+from app.models import Case, Exposure, Organisation, Person, Venue
 from app.services import matching
 from app.services.exposures import candidate_stays, case_stays, match_case
 from app.services.matching import MatchRules
@@ -40,14 +41,49 @@ def _run(script: str, *args: str) -> str:
     return done.stdout
 
 
-def _rows(path: Path) -> list[list[str]]:
+def _rows(path: Path) -> Iterator[list[str]]:
     with path.open(newline="") as handle:
-        return list(csv.reader(handle))
+        yield from csv.reader(handle)
 
 
-def load_workload(session: Any, directory: Path) -> dict[int, int]:
-    """Bulk-insert venues, visitors and check-ins; returns workload visitor id -> person id."""
+def _stored_time(iso: str, dialect: str) -> str:
+    """A workload time (ISO 8601 in UTC) as the driver takes it: SQLite stores UTCDateTime as naive
+    UTC text, PostgreSQL parses the ISO form itself."""
+    if dialect != "sqlite":
+        return iso
+    if len(iso) == 25 and iso.endswith("+00:00"):  # the generator's form, without microseconds
+        return f"{iso[:10]} {iso[11:19]}.000000"
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _secondary_indexes(conn: Any, table: str) -> list[tuple[str, str]]:
+    if conn.dialect.name == "sqlite":
+        query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"
+    else:
+        query = (
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND indexname NOT IN"
+            " (SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass))"
+        )
+    return [tuple(row) for row in conn.execute(text(query), {"t": table})]
+
+
+_CHECKIN_COLUMNS = (
+    "person_id, venue_id, party_size, source, checked_in_at, planned_checkout_at, checked_out_at, created_at"
+)
+
+
+def load_workload(
+    session: Any, directory: Path, *, rebuild_indexes: bool = False, progress: Any = None
+) -> dict[int, int]:
+    """Bulk-load venues, visitors and check-ins; returns workload visitor id -> person id.
+
+    Check-ins go through the driver (PostgreSQL: COPY; SQLite: executemany of plain tuples), streamed
+    from the file. ``rebuild_indexes`` drops the check-ins' secondary indexes for the load and builds
+    them afterwards, which is what makes ten million rows practical. ``progress`` is called with the
+    number of check-ins loaded so far.
+    """
     conn = session.connection()
+    dialect = conn.dialect.name
     org_id = conn.execute(insert(Organisation.__table__).returning(Organisation.__table__.c.id),
                           [{"name": "Workload", "created_at": FROZEN_NOW}]).scalar_one()  # fmt: skip
     venue_rows = [
@@ -61,26 +97,36 @@ def load_workload(session: Any, directory: Path) -> dict[int, int]:
         .all()
     )
     visitors = [int(row[0]) for row in _rows(directory / "visitors.csv")]
-    person_ids = (
-        conn.execute(
-            insert(Person.__table__).returning(Person.__table__.c.id, sort_by_parameter_order=True),
-            [{"preferred_language": "ru", "timezone": "Europe/Moscow", "created_at": FROZEN_NOW} for _ in visitors],
-        )
-        .scalars()
-        .all()
+    before = conn.execute(select(func.coalesce(func.max(Person.id), 0))).scalar_one()
+    conn.execute(
+        insert(Person.__table__),
+        [{"preferred_language": "ru", "timezone": "Europe/Moscow", "created_at": FROZEN_NOW} for _ in visitors],
     )
+    person_ids = conn.execute(select(Person.id).where(Person.id > before).order_by(Person.id)).scalars().all()
     person_of = dict(zip(visitors, person_ids, strict=True))
-    batch: list[dict[str, Any]] = []
-    for _cid, visitor, venue, t_in, t_out in _rows(directory / "checkins.csv"):
-        start, end = datetime.fromisoformat(t_in), datetime.fromisoformat(t_out)
-        batch.append({"person_id": person_of[int(visitor)], "venue_id": venue_ids[int(venue) - 1], "party_size": 1,
-                      "source": "poster", "checked_in_at": start, "planned_checkout_at": end, "checked_out_at": end,
-                      "created_at": start})  # fmt: skip
-        if len(batch) == 20_000:
-            conn.execute(insert(Checkin.__table__), batch)
-            batch = []
-    if batch:
-        conn.execute(insert(Checkin.__table__), batch)
+    indexes = _secondary_indexes(conn, "checkins") if rebuild_indexes else []
+    for name, _definition in indexes:
+        conn.execute(text(f'DROP INDEX "{name}"'))
+    raw = conn.connection.driver_connection
+    count = 0
+
+    def tuples() -> Iterator[tuple[Any, ...]]:
+        nonlocal count
+        for _cid, visitor, venue, t_in, t_out in _rows(directory / "checkins.csv"):
+            start, end = _stored_time(t_in, dialect), _stored_time(t_out, dialect)
+            yield (person_of[int(visitor)], venue_ids[int(venue) - 1], 1, "poster", start, end, end, start)
+            count += 1
+            if progress is not None and count % 100_000 == 0:
+                progress(count)
+
+    if dialect == "postgresql":
+        with raw.cursor().copy(f"COPY checkins ({_CHECKIN_COLUMNS}) FROM STDIN") as copy:
+            for row in tuples():
+                copy.write_row(row)
+    else:
+        raw.cursor().executemany(f"INSERT INTO checkins ({_CHECKIN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tuples())
+    for _name, definition in indexes:
+        conn.execute(text(definition))
     return person_of
 
 
