@@ -264,11 +264,8 @@ def _hhmm(moment: datetime) -> str:
     return f"{moment.hour:02d}:{moment.minute:02d}"
 
 
-@lru_cache(maxsize=4096)
 def _span(start: datetime, end: datetime, lang: Lang, with_date: bool) -> str:
-    """Wall-clock times, naive: cached by value, and an aware datetime's hash is its UTC instant,
-    which would hand one zone's wording to another. Cached because a case visit's span is
-    written into the reason of everyone it exposed."""
+    """Wall-clock times, naive (see _case_span)."""
     months = _MONTHS[lang]
     start_day = f"{start.day} {months[start.month - 1]}"
     end_day = f"{end.day} {months[end.month - 1]}"
@@ -281,6 +278,11 @@ def _span(start: datetime, end: datetime, lang: Lang, with_date: bool) -> str:
         return f"from {_hhmm(start)} on {start_day} to {_hhmm(end)} on {end_day}"
     span = f"from {_hhmm(start)} to {_hhmm(end)}"
     return f"{span} on {start_day}" if with_date else span
+
+
+# A case visit's span is written into the reason of everyone it exposed. Keyed by naive wall-clock
+# times: an aware datetime's hash is its UTC instant, which would hand one zone's wording to another.
+_case_span = lru_cache(maxsize=1024)(_span)
 
 
 def describe(contact: Contact, venue_name: str, tz: ZoneInfo, lang: Lang) -> str:
@@ -307,7 +309,7 @@ def describe_all(contact: Contact, venue_name: str, tz: ZoneInfo, langs: Sequenc
         text = sentence.format(
             venue=venue_name,
             visit=_span(other_start, other_end, lang, with_date=True),
-            case=_span(case_start, case_end, lang, with_date=not same_day),
+            case=_case_span(case_start, case_end, lang, not same_day),
         )
         texts.append(text + tail_note if contact.in_tail_only else text)
     return texts
