@@ -265,24 +265,35 @@ def _hhmm(moment: datetime) -> str:
 
 
 def _span(start: datetime, end: datetime, lang: Lang, with_date: bool) -> str:
-    """Wall-clock times, naive (see _case_span)."""
+    """A span in wall-clock times (local datetimes)."""
+    return _span_text(_hhmm(start), _hhmm(end), start, end, start.date() != end.date(), lang, with_date)
+
+
+def _span_text(
+    start_hm: str, end_hm: str, start: datetime, end: datetime, two_days: bool, lang: Lang, with_date: bool
+) -> str:
     months = _MONTHS[lang]
     start_day = f"{start.day} {months[start.month - 1]}"
-    end_day = f"{end.day} {months[end.month - 1]}"
     if lang == "ru":
-        if start.date() != end.date():
-            return f"с {_hhmm(start)} {start_day} до {_hhmm(end)} {end_day}"
-        span = f"с {_hhmm(start)} до {_hhmm(end)}"
+        if two_days:
+            return f"с {start_hm} {start_day} до {end_hm} {end.day} {months[end.month - 1]}"
+        span = f"с {start_hm} до {end_hm}"
         return f"{start_day} {span}" if with_date else span
-    if start.date() != end.date():
-        return f"from {_hhmm(start)} on {start_day} to {_hhmm(end)} on {end_day}"
-    span = f"from {_hhmm(start)} to {_hhmm(end)}"
+    if two_days:
+        return f"from {start_hm} on {start_day} to {end_hm} on {end.day} {months[end.month - 1]}"
+    span = f"from {start_hm} to {end_hm}"
     return f"{span} on {start_day}" if with_date else span
 
 
-# A case visit's span is written into the reason of everyone it exposed. Keyed by naive wall-clock
-# times: an aware datetime's hash is its UTC instant, which would hand one zone's wording to another.
+# A case visit's span is written into the reason of everyone it exposed, so its local times and its
+# wording are cached. The wording is keyed by naive wall-clock times: an aware datetime's hash is its
+# UTC instant, which would hand one zone's wording to another (the local-time cache keys on the zone).
 _case_span = lru_cache(maxsize=1024)(_span)
+
+
+@lru_cache(maxsize=1024)
+def _case_local(instant: datetime, tz: ZoneInfo) -> datetime:
+    return instant.astimezone(tz).replace(tzinfo=None)
 
 
 def describe(contact: Contact, venue_name: str, tz: ZoneInfo, lang: Lang) -> str:
@@ -297,18 +308,21 @@ def describe(contact: Contact, venue_name: str, tz: ZoneInfo, lang: Lang) -> str
 
 
 def describe_all(contact: Contact, venue_name: str, tz: ZoneInfo, langs: Sequence[Lang]) -> list[str]:
-    """describe() in several languages, converting the times to local time once."""
-    other_start = contact.other_starts_at.astimezone(tz).replace(tzinfo=None)
-    other_end = contact.other_ends_at.astimezone(tz).replace(tzinfo=None)
-    case_start = contact.case_starts_at.astimezone(tz).replace(tzinfo=None)
-    case_end = contact.case_ends_at.astimezone(tz).replace(tzinfo=None)
-    same_day = case_start.date() == case_end.date() == other_start.date() == other_end.date()
+    """describe() in several languages, converting and formatting the times once for all of them
+    (this runs for every exposure a batch of cases finds)."""
+    other_start = contact.other_starts_at.astimezone(tz)
+    other_end = contact.other_ends_at.astimezone(tz)
+    case_start = _case_local(contact.case_starts_at, tz)
+    case_end = _case_local(contact.case_ends_at, tz)
+    start_day, end_day = other_start.date(), other_end.date()
+    same_day = case_start.date() == case_end.date() == start_day == end_day
+    start_hm, end_hm = _hhmm(other_start), _hhmm(other_end)
     texts = []
     for lang in langs:
         sentence, tail_note = _SENTENCES[lang]
         text = sentence.format(
             venue=venue_name,
-            visit=_span(other_start, other_end, lang, with_date=True),
+            visit=_span_text(start_hm, end_hm, other_start, other_end, start_day != end_day, lang, True),
             case=_case_span(case_start, case_end, lang, not same_day),
         )
         texts.append(text + tail_note if contact.in_tail_only else text)
