@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.extensions import db
@@ -37,7 +38,9 @@ def test_an_official_records_a_case_and_approves_its_exposures_in_the_browser(li
     page.fill("#phone", "+7 916 123-45-01")
     page.fill("#tested_on", now.date().isoformat())
     page.click("button:has-text('Record case')")
-    assert "will be matched" in page.inner_text("main") + page.inner_text("body")
+    # expect() waits for the page the form posted to; inner_text right after a click can read the
+    # document that is being replaced.
+    expect(page.locator("body")).to_contain_text("will be matched")
 
     assert run_job(live.app, "match_cases")["exposures"] == 1
     page.reload()
@@ -47,9 +50,9 @@ def test_an_official_records_a_case_and_approves_its_exposures_in_the_browser(li
     page.click("text=Exposures")
     page.fill("#reason", "checking the lab batch")
     page.click("button:has-text('Stop all sending')")
-    assert page.locator("[data-testid=halt-banner]").is_visible()
+    expect(page.locator("[data-testid=halt-banner]")).to_be_visible()
     page.click("button:has-text('Approve case')")
-    assert "notices will go out when it resumes" in page.inner_text("body")
+    expect(page.locator("body")).to_contain_text("notices will go out when it resumes")
     with live.app.app_context():
         assert db.session.scalars(select(OutboxMessage).where(OutboxMessage.person_id == other_id)).all() == []
         db.session.remove()
@@ -57,7 +60,7 @@ def test_an_official_records_a_case_and_approves_its_exposures_in_the_browser(li
     page.click("text=Exposures")
     page.fill("#reason", "batch is fine")
     page.click("button:has-text('Resume sending')")
-    assert page.locator("[data-testid=halt-banner]").count() == 0
+    expect(page.locator("[data-testid=halt-banner]")).to_have_count(0)
     with live.app.app_context():
         notice = db.session.scalars(select(Notice).where(Notice.person_id == other_id)).one()
         message = db.session.scalars(select(OutboxMessage).where(OutboxMessage.notice_id == notice.id)).one()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pypdfium2 as pdfium
 import zxingcpp
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from app.extensions import db
@@ -65,21 +66,21 @@ def test_visitor_checks_in_from_a_printed_poster_continues_moves_on_and_checks_o
     page.fill("#code", code_sent_to(live, PHONE))
     page.select_option("#party_size", "2")
     page.click("#confirm")
-    assert page.inner_text("h1") == "Вы отмечены"
-    assert "Кафе «Браузер»" in page.inner_text("#venue")
+    expect(page.locator("h1")).to_have_text("Вы отмечены")
+    expect(page.locator("#venue")).to_contain_text("Кафе «Браузер»")
     assert page.is_visible("#planned") and page.is_visible("#check-out")
 
     page.goto(cafe_url)  # scanning again: one tap, and the visit continues
     page.click("#check-in")
-    assert page.inner_text("h1") == "Вы уже отмечены здесь"
+    expect(page.locator("h1")).to_have_text("Вы уже отмечены здесь")
 
     page.goto(theatre_url)
     page.click("#check-in")
-    assert page.inner_text("h1") == "Вы отмечены"
-    assert "Кафе «Браузер»" in page.inner_text("#ended-previous")
+    expect(page.locator("h1")).to_have_text("Вы отмечены")
+    expect(page.locator("#ended-previous")).to_contain_text("Кафе «Браузер»")
 
     page.click("#check-out")
-    assert page.inner_text("h1") == "Посещение завершено"
+    expect(page.locator("h1")).to_have_text("Посещение завершено")
 
     with live.app.app_context():
         visits = db.session.scalars(
