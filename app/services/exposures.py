@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select, text, union_all
+from sqlalchemy import and_, func, select, union_all
 
 from app.extensions import db
 from app.models import (
@@ -238,11 +238,13 @@ def _utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-_CANDIDATE_QUERY_POSTGRESQL = text(
+# psycopg's named parameters, run on the driver's cursor (SQLAlchemy's result rows cost more than
+# the server's work); psycopg prepares it after a few executions.
+_CANDIDATE_QUERY_POSTGRESQL = (
     "SELECT c.id, c.person_id, c.venue_id, c.entrance_id, c.party_size, c.checked_in_at,"
     " c.planned_checkout_at, c.checked_out_at"
-    " FROM unnest(CAST(:venues AS integer[]), CAST(:lows AS timestamptz[]), CAST(:reaches AS timestamptz[]),"
-    " CAST(:sinces AS timestamptz[])) AS r(venue_id, low, reach, since)"
+    " FROM unnest(CAST(%(venues)s AS integer[]), CAST(%(lows)s AS timestamptz[]),"
+    " CAST(%(reaches)s AS timestamptz[]), CAST(%(sinces)s AS timestamptz[])) AS r(venue_id, low, reach, since)"
     " CROSS JOIN LATERAL (SELECT * FROM checkins WHERE checkins.venue_id = r.venue_id"
     " AND checkins.checked_in_at > r.low AND checkins.checked_in_at < r.reach"
     " AND coalesce(checkins.checked_out_at, checkins.planned_checkout_at) > r.since) AS c"
@@ -257,29 +259,29 @@ def _candidate_rows(connection: Any, ranges: Sequence[tuple[int, datetime, datet
     """The rows of _candidate_query for these ranges, times as aware UTC datetimes. PostgreSQL gets
     the same ranges as four arrays joined laterally to the index: one fixed statement, so the driver
     prepares it once and the server never re-plans it for each number of ranges."""
-    if connection.dialect.name == "postgresql":
-        rows = connection.execute(
-            _CANDIDATE_QUERY_POSTGRESQL,
-            {
-                "venues": [venue_id for venue_id, _since, _reach in ranges],
-                "lows": [since - MAX_STAY for _venue, since, _reach in ranges],
-                "reaches": [reach for _venue, _since, reach in ranges],
-                "sinces": [since for _venue, since, _reach in ranges],
-            },
-        )
-        return [
-            (
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                _utc(row[5]),
-                _utc(row[6]),
-                None if row[7] is None else _utc(row[7]),
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            cursor.execute(
+                _CANDIDATE_QUERY_POSTGRESQL,
+                {
+                    "venues": [venue_id for venue_id, _since, _reach in ranges],
+                    "lows": [since - MAX_STAY for _venue, since, _reach in ranges],
+                    "reaches": [reach for _venue, _since, reach in ranges],
+                    "sinces": [since for _venue, since, _reach in ranges],
+                },
             )
-            for row in rows
-        ]
+            return [
+                (row[0], row[1], row[2], row[3], row[4], _utc(row[5]), _utc(row[6]),
+                 None if row[7] is None else _utc(row[7]))
+                for row in cursor.fetchall()
+            ]  # fmt: skip
+        return _sqlite_candidate_rows(cursor, ranges)
+    finally:
+        cursor.close()
+
+
+def _sqlite_candidate_rows(cursor: Any, ranges: Sequence[tuple[int, datetime, datetime]]) -> list[tuple[Any, ...]]:
     params: dict[str, Any] = {}
     for n, (venue_id, since, reach) in enumerate(ranges):
         params.update(
@@ -290,16 +292,12 @@ def _candidate_rows(connection: Any, ranges: Sequence[tuple[int, datetime, datet
                 f"since{n}": _sqlite_time(since),
             }
         )
-    cursor = connection.connection.driver_connection.cursor()
-    try:
-        cursor.execute(_candidate_query(len(ranges)), params)
-        return [
-            (row[0], row[1], row[2], row[3], row[4], _sqlite_utc(row[5]), _sqlite_utc(row[6]),
-             None if row[7] is None else _sqlite_utc(row[7]))
-            for row in cursor.fetchall()
-        ]  # fmt: skip
-    finally:
-        cursor.close()
+    cursor.execute(_candidate_query(len(ranges)), params)
+    return [
+        (row[0], row[1], row[2], row[3], row[4], _sqlite_utc(row[5]), _sqlite_utc(row[6]),
+         None if row[7] is None else _sqlite_utc(row[7]))
+        for row in cursor.fetchall()
+    ]  # fmt: skip
 
 
 def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, halls: _Halls) -> Iterator[Stay]:
