@@ -1,10 +1,11 @@
 """Matching benchmark: one case's database matching (warm, median) and many cases, on the shared workload.
 
 Usage: .venv/bin/python bench/bench_matching.py [--database-url URL] [--checkins N] [--visitors N]
-       [--runs 15] [--cases 200] [--batch-cases 10000] [--batch-size 100] [--job-cases 1000]
+       [--venues N] [--runs 15] [--cases 200] [--batch-cases 10000] [--batch-size 100] [--job-cases 1000]
        [--workdir DIR] [--reuse]
 Loads ../shared/bench workload (gen_workload.py --now 2026-11-20T12:00:00) into an empty database
-migrated to head (default: a SQLite file in the workdir), checks the reference counts for visitor 1
+migrated to head (default: a SQLite file in the workdir; check-ins through COPY or the driver's
+executemany, with their secondary indexes built after the load), checks the reference counts for visitor 1
 with the tail off, then times exposures.find_case_contacts (one case: its visits, then one index
 range scan per case visit, rows streamed into matching.find_contacts), random cases one at a time,
 the same in batches as the job runs them (find_contacts_for_cases), and match_case_batch with its
@@ -27,6 +28,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import delete as db_delete
 from sqlalchemy import select as db_select
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,17 +107,25 @@ def main() -> None:
             db.session.execute(db.text("ANALYZE"))
             db.session.commit()
         load_seconds = time.perf_counter() - started
+        say(f"database: {url.split(':')[0]}  checkins={args.checkins} visitors={args.visitors} venues={args.venues}  "
+            f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")  # fmt: skip
+        say(f"load (bulk insert + ANALYZE): {load_seconds:.1f} s" + (" (reused an earlier load)" if loaded else ""))
+        say(f"reference: {reference}")
         tz = ZoneInfo("Europe/Moscow")
         window = matching.infectious_window(date(2026, 11, 20), None, None, tz, rules)
         stays = case_stays(person_of[1], window, FROZEN_NOW)
         pairs = matching.find_contacts(stays, candidate_stays(stays, rules, FROZEN_NOW, _Halls()), rules)
         _, contacts = find_case_contacts(person_of[1], window, rules, FROZEN_NOW)
+        say(f"database matcher (tail off, 15-day window): pairs={len(pairs)} distinct_people="
+            f"{len({c.person_id for c in contacts})}")  # fmt: skip
         timings = []
         for _ in range(args.runs):
             db.session.rollback()
             t0 = time.perf_counter()
             find_case_contacts(person_of[1], window, rules, FROZEN_NOW)
             timings.append((time.perf_counter() - t0) * 1000)
+        say(f"one case (visitor 1, {len(stays)} visits), warm, {args.runs} runs: median "
+            f"{statistics.median(timings):.2f} ms, min {min(timings):.2f} ms, max {max(timings):.2f} ms")  # fmt: skip
         # Many cases: random visitors as cases, default rules (30 min tail, 2 lead days).
         default_rules = MatchRules()
         rng = random.Random(7)
@@ -127,6 +137,9 @@ def main() -> None:
             found += len(find_case_contacts(person_id, window2, default_rules, FROZEN_NOW)[1])
             db.session.rollback()
         many_seconds = time.perf_counter() - t0
+        per_case_ms = many_seconds / len(sample) * 1000
+        say(f"{len(sample)} random cases one at a time (default rules, window 16-19 Nov): {many_seconds:.2f} s"
+            f" = {per_case_ms:.2f} ms/case, {found} contacts")  # fmt: skip
         # The same kind of cases in batches, as the job matches a lab import: contacts found, not stored.
         people = sorted(person_of.values())
         batch_sample = [rng.choice(people) for _ in range(args.batch_cases)]
@@ -143,52 +156,51 @@ def main() -> None:
         t0 = time.perf_counter()
         batch_found = run_batches(batch_sample)
         batch_seconds = time.perf_counter() - t0
+        batch_ms = batch_seconds / len(batch_sample) * 1000
+        say(f"{len(batch_sample)} random cases in batches of {args.batch_size} (matched: every contact found, "
+            f"not stored): {batch_seconds:.2f} s = {batch_ms:.2f} ms/case, {batch_found} contacts")  # fmt: skip
+        say(f"  batched vs one at a time: {per_case_ms / batch_ms:.1f}x faster per case")
         # Memory in a separate pass: tracemalloc slows Python down several times.
         tracemalloc.start()
         run_batches(batch_sample[: 10 * args.batch_size])
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        # The whole job step for a lab import: cases stored, matched in batches, exposures with their
-        # reasons written; rolled back afterwards.
-        from app.models import Case
+        say(f"  peak traced Python memory over {min(len(batch_sample), 10 * args.batch_size)} of these cases: "
+            f"{peak / 1e6:.1f} MB (one batch's visits at a time; the table is never loaded)")  # fmt: skip
+        # The whole job step for a lab import, as the jobs process runs it: cases stored, matched in
+        # batches, exposures with their reasons written, one commit per batch; removed afterwards.
+        from app.models import Case, Exposure, VenueOutbreak
 
         job_sample = batch_sample[: args.job_cases]
         t0 = time.perf_counter()
         stored = 0
+        case_ids: list[int] = []
         for first in range(0, len(job_sample), args.batch_size):
             rows = [Case(person_id=p, tested_on=date(2026, 11, 18), created_at=FROZEN_NOW)
                     for p in job_sample[first : first + args.batch_size]]  # fmt: skip
             db.session.add_all(rows)
             db.session.flush()
+            case_ids.extend(c.id for c in rows)
             result = match_case_batch([c.id for c in rows], now=FROZEN_NOW, rules=default_rules, tz=tz)
             stored += sum(r.exposures_inserted for r in result.cases)
+            db.session.commit()
+            if (first // args.batch_size) % 10 == 9:
+                say(f"  ... {first + len(rows)} cases, {stored} exposures, {time.perf_counter() - t0:.1f} s")
         job_seconds = time.perf_counter() - t0
-        db.session.rollback()
-    per_case_ms = many_seconds / len(sample) * 1000
-    print(f"database: {url.split(':')[0]}  checkins={args.checkins} visitors={args.visitors} venues={args.venues}  "
-          f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}")  # fmt: skip
-    print(f"load (bulk insert + ANALYZE): {load_seconds:.1f} s" + (" (reused an earlier load)" if loaded else ""))
-    print(f"reference: {reference}")
-    print(f"database matcher (tail off, 15-day window): pairs={len(pairs)} distinct_people="
-          f"{len({c.person_id for c in contacts})}")  # fmt: skip
-    median = statistics.median(timings)
-    print(f"one case (visitor 1, {len(stays)} visits), warm, {args.runs} runs: median {median:.2f} ms"
-          f", min {min(timings):.2f} ms, max {max(timings):.2f} ms")  # fmt: skip
-    print(f"{len(sample)} random cases (default rules, window 16-19 Nov): {many_seconds:.2f} s"
-          f" = {per_case_ms:.2f} ms/case"
-          f", {found} contacts")  # fmt: skip
-    print(f"  one at a time, 10,000 cases would take {per_case_ms * 10:.0f} s")
-    batch_ms = batch_seconds / len(batch_sample) * 1000
-    print(
-        f"{len(batch_sample)} random cases in batches of {args.batch_size} (contacts found, not stored): "
-        f"{batch_seconds:.2f} s = {batch_ms:.2f} ms/case, {batch_found} contacts"
-    )
-    print(f"  peak traced Python memory over {min(len(batch_sample), 10 * args.batch_size)} of these cases: "
-          f"{peak / 1e6:.1f} MB (one batch's visits at a time; the table is never loaded)")  # fmt: skip
-    print(f"  batched vs one at a time: {per_case_ms / batch_ms:.1f}x faster per case")
-    print(f"{len(job_sample)} cases through match_case_batch (stored, matched, {stored} exposures written with "
-          f"reasons): {job_seconds:.2f} s = {job_seconds / len(job_sample) * 1000:.2f} ms/case")  # fmt: skip
-    print(f"max stay bound for range scans: {MAX_STAY}")
+        job_ms = job_seconds / len(job_sample) * 1000
+        say(f"{len(job_sample)} cases through match_case_batch (stored, matched, {stored} exposures written with "
+            f"reasons, committed per batch): {job_seconds:.2f} s = {job_ms:.2f} ms/case")  # fmt: skip
+        for first in range(0, len(case_ids), 500):
+            chunk = case_ids[first : first + 500]
+            db.session.execute(db_delete(Exposure).where(Exposure.case_id.in_(chunk)))
+            db.session.execute(db_delete(Case).where(Case.id.in_(chunk)))
+        db.session.execute(db_delete(VenueOutbreak))  # a benchmark database: only this run's outbreaks
+        db.session.commit()
+    say(f"max stay bound for range scans: {MAX_STAY}")
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _person_ids(session: object, directory: Path) -> dict[int, int]:

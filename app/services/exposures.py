@@ -441,24 +441,38 @@ _INSERT_EXPOSURES = (
 _INSERT_EXPOSURES_BY_STYLE = {
     style: _INSERT_EXPOSURES.format(m=m) for style, m in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
 }
+# PostgreSQL: a whole chunk as one statement over column arrays (one execution, not one per row).
+_INSERT_EXPOSURES_POSTGRESQL = (
+    "INSERT INTO exposures (case_id, case_checkin_id, checkin_id, person_id, venue_id, risk, overlap_seconds,"
+    " reason_en, reason_ru, status, created_at)"
+    " SELECT * FROM unnest(CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]),"
+    " CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS varchar[]), CAST(%s AS integer[]),"
+    " CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS varchar[]), CAST(%s AS timestamptz[]))"
+    " ON CONFLICT (case_id, checkin_id, person_id) DO NOTHING"
+)
 
 
 def _insert_ignoring_duplicates(rows: list[tuple[Any, ...]], case_ids: Sequence[int]) -> Counter[int]:
-    """Insert exposure rows (tuples in _INSERT_EXPOSURES's column order, created_at already in the driver's
-    form), skipping those already stored; the number inserted per case.
+    """Insert exposure rows (tuples in _INSERT_EXPOSURES's column order, created_at already in the
+    driver's form), skipping those already stored; the number inserted per case.
 
-    A plain executemany through the driver (psycopg pipelines it) and a count per case before and
-    after. The rows hold plain values, so SQLAlchemy's per-row parameter processing, which cost
-    as much as the database's own work, is skipped; RETURNING would make SQLAlchemy fold each
-    chunk into one statement of thousands of parameters, which PostgreSQL's driver parses anew.
+    Through the driver with plain values: SQLAlchemy's per-row parameter processing cost as much as
+    the database's own work. PostgreSQL gets each chunk as one statement over column arrays, SQLite
+    an executemany; a count per case before and after gives the numbers inserted (RETURNING would
+    make SQLAlchemy fold each chunk into one statement of thousands of parameters).
     """
     if not rows:
         return Counter()
     connection = db.session.connection()
-    sql = _INSERT_EXPOSURES_BY_STYLE[connection.dialect.paramstyle]
     before = _stored_per_case(case_ids)
-    for start in range(0, len(rows), 1000):
-        connection.exec_driver_sql(sql, rows[start : start + 1000])
+    if connection.dialect.name == "postgresql":
+        for start in range(0, len(rows), 1000):
+            columns = [list(column) for column in zip(*rows[start : start + 1000], strict=True)]
+            connection.exec_driver_sql(_INSERT_EXPOSURES_POSTGRESQL, tuple(columns))
+    else:
+        sql = _INSERT_EXPOSURES_BY_STYLE[connection.dialect.paramstyle]
+        for start in range(0, len(rows), 1000):
+            connection.exec_driver_sql(sql, rows[start : start + 1000])
     after = _stored_per_case(case_ids)
     after.subtract(before)
     return after
