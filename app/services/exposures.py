@@ -340,8 +340,9 @@ def candidate_stays(stays: Sequence[Stay], rules: MatchRules, now: datetime, hal
 def _parties(checkin_ids: Iterable[int]) -> dict[int, list[int]]:
     """Check-in id -> the people who came as its companions and gave a phone number (or an account).
 
-    Callers pass only check-ins whose party size is above one (besides the case's own): companions
-    are only ever added within the party size (checkins.validate_party), so a party of one has none.
+    Callers pass only check-ins whose party size is above one: companions are only ever added within
+    the party size (checkins.validate_party), so a party of one has none (and most visits are one
+    person's, so most batches need no query here at all).
     """
     ids = sorted(set(checkin_ids))
     parties: dict[int, list[int]] = {}
@@ -431,7 +432,9 @@ def find_contacts_for_cases(
         per_case: dict[int, list[Contact]] = {case.case_id: [] for case in members}
         for contact in found:
             per_case[case_of[contact.case_checkin_id]].append(contact)
-        parties = _parties([c.checkin_id for c in found if c.party_size > 1] + list(case_of))
+        parties = _parties(
+            [c.checkin_id for c in found if c.party_size > 1] + [s.checkin_id for s in round_stays if s.party_size > 1]
+        )
         for case in members:
             case_stays_ = stays[case.case_id]
             results[case.case_id] = (
