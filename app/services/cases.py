@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from app.errors import ConflictError, NotFoundError, ValidationError
@@ -81,10 +82,16 @@ def record_case(
     lab_reference: str | None = None,
     official_id: int | None = None,
     actor_kind: str = "official",
+    tz: ZoneInfo | None = None,
 ) -> RecordedCase:
     """Record a positive case; the matching job picks it up. A person unknown here is created (they
-    simply have no visits on record). A lab reference seen before is refused (ConflictError)."""
-    validate_dates(tested_on, symptom_onset, isolated_on, now.date(), lead_days)
+    simply have no visits on record). A lab reference seen before is refused (ConflictError).
+
+    Dates are calendar days where the case lives (``tz``, by default DEFAULT_TIMEZONE), the days the
+    matcher turns into the infectious window: "today" is today there, not in UTC, so a test taken
+    this morning in Moscow can be recorded at 01:00 Moscow time."""
+    zone = tz if tz is not None else ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+    validate_dates(tested_on, symptom_onset, isolated_on, now.astimezone(zone).date(), lead_days)
     lab_reference = (lab_reference or "").strip() or None
     if lab_reference is not None:
         if len(lab_reference) > 100:

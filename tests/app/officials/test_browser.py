@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -36,7 +37,7 @@ def test_an_official_records_a_case_and_approves_its_exposures_in_the_browser(li
     page.click("button[type=submit]")
     page.click("text=Record a case")
     page.fill("#phone", "+7 916 123-45-01")
-    page.fill("#tested_on", now.date().isoformat())
+    page.fill("#tested_on", now.astimezone(ZoneInfo(live.app.config["DEFAULT_TIMEZONE"])).date().isoformat())
     page.click("button:has-text('Record case')")
     # expect() waits for the page the form posted to; inner_text right after a click can read the
     # document that is being replaced.

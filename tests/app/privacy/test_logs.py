@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask, g
@@ -126,7 +127,9 @@ def test_a_full_scenario_logs_no_number_e_mail_or_secret(
     db.session.commit()
     staff = app.test_client()
     assert official_sign_in(staff, official).status_code == 302
-    case_form = {"phone": "8 916 765-43-21", "tested_on": real_now.date().isoformat()}
+    # Today where the visits were (Moscow): from 21:00 UTC on, the UTC date is already yesterday there.
+    today = real_now.astimezone(ZoneInfo(app.config["DEFAULT_TIMEZONE"])).date()
+    case_form = {"phone": "8 916 765-43-21", "tested_on": today.isoformat()}
     recorded = post(staff, "/official/cases/new", case_form, page="/official/cases/new")
     assert recorded.status_code == 302, recorded.status_code
 
