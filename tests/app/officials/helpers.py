@@ -37,3 +37,11 @@ def sign_in(client: FlaskClient, official: Official, code: str = "") -> Any:
 def post(client: FlaskClient, url: str, data: dict[str, Any], page: str = "/official/") -> Any:
     token = csrf_token(client.get(page).text)
     return client.post(url, data={**data, "csrf_token": token})
+
+
+def dashboard_clock_at(monkeypatch: Any, now: datetime) -> None:
+    """The dashboard counts the last 14 days before its clock; tests that seed data at the frozen `now`
+    set that clock too, so they do not start failing two weeks after the date frozen in them."""
+    from app.views import officials as official_views
+
+    monkeypatch.setattr(official_views, "utcnow", lambda: now)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from app.models import (
 from app.services import notices, outbox
 from app.services.exposures import match_case, rules_from_config
 from tests import factories as f
-from tests.app.officials.helpers import make_official, post, sign_in
+from tests.app.officials.helpers import dashboard_clock_at, make_official, post, sign_in
 
 BASE = "http://checkin.test"
 
@@ -49,7 +50,8 @@ def test_recording_a_case_by_phone_creates_an_unknown_person_and_says_no_visits(
     client: FlaskClient, db: Any, now: datetime
 ) -> None:
     sign_in(client, make_official(now))
-    response = post(client, "/official/cases/new", {"phone": "8 916 555-44-33", "tested_on": now.date().isoformat()},
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date().isoformat()  # the form checks dates against today
+    response = post(client, "/official/cases/new", {"phone": "8 916 555-44-33", "tested_on": today},
                     page="/official/cases/new")  # fmt: skip
     assert response.status_code == 302
     page = client.get(response.location)
@@ -166,8 +168,9 @@ def test_revealing_a_number_needs_the_permission_and_a_reason_and_is_audited(
 
 
 def test_dashboard_draws_svg_and_its_csv_escapes_formulas(
-    app: Flask, client: FlaskClient, db: Any, now: datetime
+    app: Flask, client: FlaskClient, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    dashboard_clock_at(monkeypatch, now)
     _case, _other, venue = _scene(app, now)
     venue.name = '=HYPERLINK("http://evil.example","click")'
     db.session.flush()

@@ -25,7 +25,7 @@ from app.services.exposures import match_case, rules_from_config
 from app.services.outbreak_stats import escape_cell
 from tests import factories
 from tests.app.kiosks.conftest import EnrolledKiosk, enrol_kiosk
-from tests.app.officials.helpers import make_official
+from tests.app.officials.helpers import dashboard_clock_at, make_official
 from tests.app.officials.helpers import post as official_post
 from tests.app.officials.helpers import sign_in as official_sign_in
 from tests.app.operators.conftest import signed_in_client
@@ -100,8 +100,9 @@ def _new_venue(client: FlaskClient, **fields: Any) -> Any:
 
 @pytest.mark.parametrize("hostile", HOSTILE_TEXTS)
 def test_hostile_venue_and_entrance_names_are_stored_literally_shown_escaped_and_exported_escaped(
-    app: Flask, db: Any, op_client: FlaskClient, now: datetime, hostile: str
+    app: Flask, db: Any, op_client: FlaskClient, now: datetime, hostile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    dashboard_clock_at(monkeypatch, now)
     tables_before = set(row_counts(db))
     created = _new_venue(op_client, name=hostile, entrances=hostile)
     assert created.status_code in (302, 303), created.status_code
