@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OUTBREAK_CASES", _parse_int, 2, "distinct cases at one venue that mark an outbreak"),
     Setting("OUTBREAK_WINDOW_DAYS", _parse_int, 7, "days within which those cases must fall"),
     Setting("AUTO_APPROVE_AFTER_MINUTES", _parse_int, 0, "approve exposures automatically after this delay; 0 = never"),
-    Setting("QUIET_HOURS_START", _parse_hhmm, "22:00", "no SMS (except one-time codes) from this local time"),
+    Setting("QUIET_HOURS_START", _parse_hhmm, "22:00", "no SMS from this local time, but codes and replies to texts"),
     Setting("QUIET_HOURS_END", _parse_hhmm, "09:00", "... until this local time"),
     Setting("OTP_TTL_SECONDS", _parse_int, 300, "how long an SMS sign-in code is valid"),
     Setting("OTP_MAX_ATTEMPTS", _parse_int, 5, "wrong guesses allowed per SMS code"),

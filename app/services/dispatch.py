@@ -66,6 +66,18 @@ BACKOFF_CAP = timedelta(hours=1)
 HELD_WHEN_HALTED = (MessageKind.NOTICE, MessageKind.RETRACTION)
 # A visitor waiting in a doorway for a sign-in code must get it at any hour.
 QUIET_HOURS_EXEMPT = frozenset({MessageKind.OTP})
+# So must the answer to a text the person has just sent (an SMS check-in's "you are checked in"): they
+# are waiting for it, and held until 09:00 it would be no answer at all. Only while fresh: one that an
+# outage kept back for longer waits for the morning like any other message.
+ANSWERS_EXEMPT_WHILE = timedelta(minutes=15)
+
+
+def _exempt_from_quiet_hours(kind: MessageKind, created_at: datetime, now: datetime) -> bool:
+    if kind in QUIET_HOURS_EXEMPT:
+        return True
+    return kind is MessageKind.CONFIRMATION and now - created_at <= ANSWERS_EXEMPT_WHILE
+
+
 JOB_TIME_BUDGET_SECONDS = 50.0
 # Recording a batch's answers survives this many lost database connections in a row.
 RECORD_ATTEMPTS = 3
@@ -192,6 +204,7 @@ def claim_due(now: datetime, settings: DispatchSettings, *, is_halted: bool) -> 
             OutboxMessage.channel,
             OutboxMessage.kind,
             OutboxMessage.recipient_timezone,
+            OutboxMessage.created_at,
         )
         .where(OutboxMessage.status == MessageStatus.PENDING, OutboxMessage.next_attempt_at <= now)
         .order_by(OutboxMessage.priority, OutboxMessage.next_attempt_at)  # exactly ix_outbox_messages_due
@@ -205,7 +218,7 @@ def claim_due(now: datetime, settings: DispatchSettings, *, is_halted: bool) -> 
     deferred: list[dict[str, Any]] = []
     to_claim: list[int] = []
     for row in db.session.execute(query):
-        if row.channel is MessageChannel.SMS and row.kind not in QUIET_HOURS_EXEMPT:
+        if row.channel is MessageChannel.SMS and not _exempt_from_quiet_hours(row.kind, row.created_at, now):
             morning = quiet_until(
                 now,
                 row.recipient_timezone,

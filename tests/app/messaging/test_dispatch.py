@@ -241,6 +241,22 @@ def test_sms_wait_for_morning_in_the_recipients_zone_but_codes_and_email_do_not(
     assert {m.id for m in scripted.sent[3:]} == {moscow.id, vladivostok.id}
 
 
+def test_an_answer_to_a_text_just_sent_goes_out_at_night_but_a_late_one_waits_for_morning(
+    db: Any, now: datetime, scripted: ScriptedChannels
+) -> None:
+    night = now.replace(hour=20)  # 23:00 in Moscow
+    answer = queue(night, key="q-reply", kind=MessageKind.CONFIRMATION, body="Вы отмечены")
+    # Queued 16 minutes earlier (21:44 in Moscow) and held back since, by an outage say.
+    late = queue(night - timedelta(minutes=16), key="q-late", kind=MessageKind.CONFIRMATION, body="Вы отмечены")
+    notice = queue(night, key="q-notice")
+    summary = dispatch_once(night, SETTINGS, scripted)
+    assert [m.id for m in scripted.sent] == [answer.id]
+    assert summary.deferred == 2
+    morning_msk = night.replace(hour=6) + timedelta(days=1)  # 09:00 MSK
+    assert morning_msk <= reload(db, late).next_attempt_at < morning_msk + timedelta(minutes=60)
+    assert reload(db, notice).status is MessageStatus.PENDING
+
+
 def test_dispatcher_dying_after_its_claim_leaves_messages_in_doubt_not_resent(
     db: Any, now: datetime, scripted: ScriptedChannels
 ) -> None:
