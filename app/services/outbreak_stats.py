@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from flask import current_app
+from sqlalchemy import case, func, literal, select
 
 from app.extensions import db
 from app.models import Case, Exposure, MessageKind, MessageStatus, OutboxMessage, Venue, VenueOutbreak
@@ -36,38 +38,45 @@ class Bar:
     label: str
 
 
-def _day(column: Any) -> Any:
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
 
 
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+def _per_day(column: Any, bounds: list[datetime], *conditions: Any) -> list[int]:
+    """Rows of `column` in each [bounds[i], bounds[i + 1]): one query, bucketed by a CASE over the UTC
+    instants of local midnights, so days follow the zone's calendar (23 or 25 hours across a DST change)
+    the same way on every database."""
+    inner = bounds[1:-1]
+    bucket = case(*((column < bound, i) for i, bound in enumerate(inner)), else_=len(inner)) if inner else literal(0)
+    rows = db.session.execute(
+        select(bucket, func.count()).where(column >= bounds[0], column < bounds[-1], *conditions).group_by(bucket)
+    ).all()
+    counts = [0] * (len(bounds) - 1)
+    for i, n in rows:
+        counts[int(i)] += int(n)
+    return counts
 
 
-def _per_day(column: Any, since: datetime, *conditions: Any) -> dict[date, int]:
-    day = _day(column)
-    rows = db.session.execute(select(day, func.count()).where(column >= since, *conditions).group_by(day)).all()
-    return {_as_date(d): int(n) for d, n in rows}
-
-
-def daily(now: datetime, days: int = 14) -> list[Day]:
-    """Cases, exposures and notice messages (by status) for each of the last `days` UTC days."""
-    first = now.date() - timedelta(days=days - 1)
-    since = datetime.combine(first, datetime.min.time(), tzinfo=now.tzinfo)
+def daily(now: datetime, days: int = 14, tz: ZoneInfo | None = None) -> list[Day]:
+    """Cases, exposures and notice messages (by status) for each of the last `days` calendar days in
+    `tz` (the deployment's DEFAULT_TIMEZONE unless given), today included."""
+    zone = tz if tz is not None else ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
+    first = now.astimezone(zone).date() - timedelta(days=days - 1)
+    bounds = [_local_midnight(first + timedelta(days=i), zone) for i in range(days + 1)]
     notice_kinds = OutboxMessage.kind.in_([MessageKind.NOTICE, MessageKind.RETRACTION])
-    cases = _per_day(Case.created_at, since)
-    exposures = _per_day(Exposure.created_at, since)
-    sent = _per_day(OutboxMessage.created_at, since, notice_kinds, OutboxMessage.status == MessageStatus.SENT)
-    delivered = _per_day(OutboxMessage.created_at, since, notice_kinds, OutboxMessage.status == MessageStatus.DELIVERED)
-    failed = _per_day(OutboxMessage.created_at, since, notice_kinds, OutboxMessage.status == MessageStatus.FAILED)
-    result = []
-    for i in range(days):
-        d = first + timedelta(days=i)
-        result.append(Day(d, cases.get(d, 0), exposures.get(d, 0), sent.get(d, 0), delivered.get(d, 0),
-                          failed.get(d, 0)))  # fmt: skip
-    return result
+
+    def notices(status: MessageStatus) -> list[int]:
+        return _per_day(OutboxMessage.created_at, bounds, notice_kinds, OutboxMessage.status == status)
+
+    series = zip(
+        _per_day(Case.created_at, bounds),
+        _per_day(Exposure.created_at, bounds),
+        notices(MessageStatus.SENT),
+        notices(MessageStatus.DELIVERED),
+        notices(MessageStatus.FAILED),
+        strict=True,
+    )
+    return [Day(first + timedelta(days=i), *counts) for i, counts in enumerate(series)]
 
 
 def top_venues(now: datetime, days: int = 14, limit: int = 10) -> list[tuple[int, str, int]]:

@@ -285,6 +285,7 @@ def dashboard() -> Any:
         "Notices sent per day": outbreak_stats.bars(list(zip(label, sent, strict=True))),
     }
     return render_template("officials/dashboard.html", days=days, charts=charts,
+                           zone=current_app.config["DEFAULT_TIMEZONE"],
                            venues=outbreak_stats.top_venues(now), failed=outbreak_stats.failed_message_count(),
                            outbreaks=outbreak_stats.outbreak_count(now))  # fmt: skip
 
