@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -51,3 +52,27 @@ def test_the_check_leaves_other_drivers_alone() -> None:
         _postgres_alive(connection, None, None)  # no exception, no effect
     finally:
         connection.close()
+
+
+def test_sessions_run_in_utc_whatever_the_servers_default_zone(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only (set TEST_DATABASE_URL)")
+    admin = create_engine(make_url(database_url), isolation_level="AUTOCOMMIT")
+    name = make_url(database_url).database
+    with admin.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{name}\" SET TimeZone = 'Europe/Moscow'"))
+    try:
+        app = create_app(settings_for(database_url))
+        with app.app_context():
+            zone, day, instant = db.session.execute(
+                text("SELECT current_setting('TimeZone'), CAST(TIMESTAMPTZ '2026-11-20 22:30:00+00' AS date), now()")
+            ).one()
+            db.session.commit()
+            db.engine.dispose()
+        # The database's default (Moscow, where 22:30 UTC is already the 21st) does not reach the app's sessions.
+        assert (zone, day.isoformat()) == ("UTC", "2026-11-20")
+        assert instant.tzinfo is UTC  # psycopg's own UTC object, which Python compares without a zone lookup
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" RESET TimeZone'))
+        admin.dispose()
