@@ -75,7 +75,8 @@ class Contact:
     party_size: int = 1
 
 
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The UTC instant at which the local calendar day `day` begins in `tz`."""
     # fold=0 picks the earlier instant of an ambiguous midnight and, for a midnight skipped by a
     # DST jump, the transition instant itself: in both cases the moment the local day begins.
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
@@ -102,7 +103,7 @@ def infectious_window(
     last_day = tested_on if isolated_on is None else isolated_on
     if last_day < start_day:
         raise ValueError("isolation date is before the infectious window starts")
-    return _local_midnight(start_day, tz), _local_midnight(last_day + timedelta(days=1), tz)
+    return local_midnight(start_day, tz), local_midnight(last_day + timedelta(days=1), tz)
 
 
 def _contact(case: Stay, other: Stay, case_reach: datetime, rules: MatchRules) -> Contact:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +14,7 @@ from sqlalchemy import case, func, literal, select
 
 from app.extensions import db
 from app.models import Case, Exposure, MessageKind, MessageStatus, OutboxMessage, Venue, VenueOutbreak
+from app.services.matching import local_midnight
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -38,10 +39,6 @@ class Bar:
     label: str
 
 
-def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
-
-
 def _per_day(column: Any, bounds: list[datetime], *conditions: Any) -> list[int]:
     """Rows of `column` in each [bounds[i], bounds[i + 1]): one query, bucketed by a CASE over the UTC
     instants of local midnights, so days follow the zone's calendar (23 or 25 hours across a DST change)
@@ -62,7 +59,7 @@ def daily(now: datetime, days: int = 14, tz: ZoneInfo | None = None) -> list[Day
     `tz` (the deployment's DEFAULT_TIMEZONE unless given), today included."""
     zone = tz if tz is not None else ZoneInfo(current_app.config["DEFAULT_TIMEZONE"])
     first = now.astimezone(zone).date() - timedelta(days=days - 1)
-    bounds = [_local_midnight(first + timedelta(days=i), zone) for i in range(days + 1)]
+    bounds = [local_midnight(first + timedelta(days=i), zone) for i in range(days + 1)]
     notice_kinds = OutboxMessage.kind.in_([MessageKind.NOTICE, MessageKind.RETRACTION])
 
     def notices(status: MessageStatus) -> list[int]:
