@@ -77,12 +77,15 @@ def _migrations_dir() -> Any:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # A database error's text names its statement's values (a message body with a sign-in code, a
+    # hash, a ciphertext); that text reaches the logs with the traceback, so it shows the SQL alone.
+    hidden = {"hide_parameters": True}
     if url.startswith("sqlite"):
         # WAL lets readers run beside the one writer; the busy timeout waits out short write locks.
-        return {"connect_args": {"timeout": 15}}
+        return {**hidden, "connect_args": {"timeout": 15}}
     # No pool_pre_ping: its "SELECT 1" costs a round trip per request; app/extensions.py checks a pooled
     # connection's socket instead (_postgres_alive).
-    options: dict[str, Any] = {"pool_size": 10, "max_overflow": 10}
+    options: dict[str, Any] = {**hidden, "pool_size": 10, "max_overflow": 10}
     if "options=" not in url:
         # Sessions in UTC whatever the server's default zone: SQL that turns a timestamptz into a date
         # or text means the same on every server, and psycopg then hands back times in the one

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app.extensions import limiter
 from app.jobs import run_job
-from app.logs import JsonFormatter
+from app.logs import HIDDEN_DETAIL, JsonFormatter, TextFormatter
 from app.models import Exposure, MessageStatus, OutboxMessage, utcnow
 from app.services import posters, sign_in
 from app.views.visitors import DEVICE_COOKIE, _serializer
@@ -56,7 +56,7 @@ class Line:
 def captured(caplog: pytest.LogCaptureFixture) -> Callable[[], list[Line]]:
     """Every record of every logger at DEBUG so far, as the terminal format and the JSON format show it."""
     caplog.set_level(logging.DEBUG)
-    text_format = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    text_format = TextFormatter()
 
     def lines() -> list[Line]:
         return [
@@ -200,3 +200,31 @@ def test_a_500_logs_the_traceback_without_the_form_values(
     for variant in phone_variants(VISITOR_PHONE):
         assert variant not in everything, f"{variant!r} in the logs"
     assert csrf_token(page.text) not in everything
+
+
+def test_a_database_error_logs_its_statement_without_the_values(
+    app: Flask, db: Any, monkeypatch: pytest.MonkeyPatch, captured: Callable[[], list[Line]]
+) -> None:
+    # A database error's text would carry the statement's values: here an SMS body with a sign-in code.
+    venue = factories.venue(name="Кафе «Сбой»")
+    _, token = posters.issue_poster(venue.entrances[0], utcnow())
+    db.session.commit()
+    secret = "Ваш код для входа: 493817"
+
+    def failing_insert(phone: str, now: datetime, **kwargs: Any) -> Any:
+        # A real statement the database refuses (dedup_key and the rest are NOT NULL).
+        db.session.execute(text("INSERT INTO outbox_messages (body) VALUES (:body)"), {"body": secret})
+
+    monkeypatch.setattr(sign_in, "request_code", failing_insert)
+    _forget_cached_csrf_token()
+    client = app.test_client()
+    page = client.get(f"/p/{token}")
+    response = client.post("/signin/code", data={"csrf_token": csrf_token(page.text), "phone": VISITOR_PHONE,
+                                                 "next": f"/p/{token}"})  # fmt: skip
+    assert response.status_code == 500
+    errors = [line for line in captured() if line.logger == "app.errors"]
+    assert len(errors) == 1 and "IntegrityError" in errors[0].text and "INSERT INTO outbox_messages" in errors[0].text
+    everything = "\n".join(line.text for line in captured())
+    assert "493817" not in everything
+    if db.engine.dialect.name == "postgresql":  # its DETAIL quotes the failing row; SQLite names the column only
+        assert HIDDEN_DETAIL in errors[0].text
