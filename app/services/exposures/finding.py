@@ -1,34 +1,17 @@
-"""The database side of matching: a case's visits, the visits co-present with them, Exposure rows.
-
-The rules themselves live in app/services/matching.py (pure); this module feeds it from two index
-range scans and writes what it finds idempotently, so a case matched twice, or a job that crashed
-half-way through a case, never leaves duplicates.
-"""
+"""Finding contacts in the database: a case's visits, then the visits co-present with them, streamed
+through the pure rules of app/services/matching.py from index range scans."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
-
-from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import (
-    Case,
-    CaseStatus,
-    Checkin,
-    EntranceKind,
-    Exposure,
-    ExposureStatus,
-    Venue,
-    VenueOutbreak,
-)
+from app.models import EntranceKind
 from app.services import matching
 from app.services.matching import Contact, MatchRules, Stay
 
@@ -51,15 +34,6 @@ def rules_from_config(config: Mapping[str, Any]) -> MatchRules:
         outbreak_cases=int(config["OUTBREAK_CASES"]),
         outbreak_window=timedelta(days=int(config["OUTBREAK_WINDOW_DAYS"])),
     )
-
-
-@dataclass(frozen=True)
-class CaseMatch:
-    case_id: int
-    case_visits: int
-    exposures_found: int
-    exposures_inserted: int
-    outbreaks: int  # venue outbreaks recorded by the run (the batch) that matched the case
 
 
 def _driver_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -449,194 +423,3 @@ def find_case_contacts(
 ) -> tuple[list[Stay], list[Contact]]:
     """One person's visits in the window and the contacts they exposed (see find_contacts_for_cases)."""
     return find_contacts_for_cases([CaseQuery(0, person_id, window)], rules, now)[0]
-
-
-def _stored_per_case(case_ids: Sequence[int]) -> Counter[int]:
-    rows = db.session.execute(
-        select(Exposure.case_id, func.count()).where(Exposure.case_id.in_(case_ids)).group_by(Exposure.case_id)
-    )
-    return Counter(dict(rows.tuples().all()))
-
-
-# The columns of _INSERT_EXPOSURES, in order; the same statement in each driver's parameter style.
-_INSERT_EXPOSURES = (
-    "INSERT INTO exposures (case_id, case_checkin_id, checkin_id, person_id, venue_id, risk, overlap_seconds,"
-    " reason_en, reason_ru, status, created_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
-    " ON CONFLICT (case_id, checkin_id, person_id) DO NOTHING"
-)
-_INSERT_EXPOSURES_BY_STYLE = {
-    style: _INSERT_EXPOSURES.format(m=m) for style, m in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
-}
-# PostgreSQL: a whole chunk as one statement over column arrays (one execution, not one per row).
-_INSERT_EXPOSURES_POSTGRESQL = (
-    "INSERT INTO exposures (case_id, case_checkin_id, checkin_id, person_id, venue_id, risk, overlap_seconds,"
-    " reason_en, reason_ru, status, created_at)"
-    " SELECT * FROM unnest(CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS integer[]),"
-    " CAST(%s AS integer[]), CAST(%s AS integer[]), CAST(%s AS varchar[]), CAST(%s AS integer[]),"
-    " CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS varchar[]), CAST(%s AS timestamptz[]))"
-    " ON CONFLICT (case_id, checkin_id, person_id) DO NOTHING"
-)
-
-
-def _insert_ignoring_duplicates(rows: list[tuple[Any, ...]], case_ids: Sequence[int]) -> Counter[int]:
-    """Insert exposure rows (tuples in _INSERT_EXPOSURES's column order, created_at already in the
-    driver's form), skipping those already stored; the number inserted per case.
-
-    Through the driver with plain values: SQLAlchemy's per-row parameter processing cost as much as
-    the database's own work. PostgreSQL gets each chunk as one statement over column arrays, SQLite
-    an executemany; a count per case before and after gives the numbers inserted (RETURNING would
-    make SQLAlchemy fold each chunk into one statement of thousands of parameters).
-    """
-    if not rows:
-        return Counter()
-    connection = db.session.connection()
-    before = _stored_per_case(case_ids)
-    if connection.dialect.name == "postgresql":
-        for start in range(0, len(rows), 1000):
-            columns = [list(column) for column in zip(*rows[start : start + 1000], strict=True)]
-            connection.exec_driver_sql(_INSERT_EXPOSURES_POSTGRESQL, tuple(columns))
-    else:
-        sql = _INSERT_EXPOSURES_BY_STYLE[connection.dialect.paramstyle]
-        for start in range(0, len(rows), 1000):
-            connection.exec_driver_sql(sql, rows[start : start + 1000])
-    after = _stored_per_case(case_ids)
-    after.subtract(before)
-    return after
-
-
-def _driver_value(column: Any, value: Any) -> Any:
-    """A value as the driver takes it for this column (for example a UTC timestamp as SQLite text)."""
-    dialect = db.session.get_bind().dialect
-    process = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return process(value) if process is not None else value
-
-
-@dataclass(frozen=True)
-class BatchMatch:
-    cases: list[CaseMatch]
-    outbreaks: int
-
-
-def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRules, tz: ZoneInfo) -> BatchMatch:
-    """Find and store the exposures of many cases together, then mark them matched. Flushes, never
-    commits: the caller's transaction holds the whole batch.
-
-    Running it again for the same cases inserts nothing new (unique (case, check-in, person)).
-    An annulled case is marked matched without looking for anyone. Raises LookupError for an unknown
-    case id and ValueError for a case whose dates give no window; nothing of the batch is flushed then.
-    """
-    loaded = {c.id: c for c in db.session.scalars(select(Case).where(Case.id.in_(list(case_ids))))}
-    missing = [case_id for case_id in case_ids if case_id not in loaded]
-    if missing:
-        raise LookupError(f"no case {missing[0]}")
-    queries = []
-    windows = {}
-    for case_id in case_ids:
-        case = loaded[case_id]
-        if case.status == CaseStatus.ACTIVE:
-            window = matching.infectious_window(case.tested_on, case.symptom_onset, case.isolated_on, tz, rules)
-            windows[case_id] = window
-            queries.append(CaseQuery(case_id, case.person_id, window))
-    found = find_contacts_for_cases(queries, rules, now)
-    venue_ids = {c.venue_id for _stays, contacts in found.values() for c in contacts}
-    venues = {v.id: v for v in db.session.scalars(select(Venue).where(Venue.id.in_(venue_ids)))}
-    zones = {venue_id: ZoneInfo(venue.timezone) for venue_id, venue in venues.items()}
-    rows = []
-    created_at = _driver_value(Exposure.__table__.c.created_at, now)
-    new = ExposureStatus.NEW.value
-    for case_id, (_stays, contacts) in found.items():
-        for contact in contacts:
-            reason_en, reason_ru = matching.describe_all(
-                contact, venues[contact.venue_id].name, zones[contact.venue_id], ("en", "ru")
-            )
-            rows.append(
-                (
-                    case_id,
-                    contact.case_checkin_id,
-                    contact.checkin_id,
-                    contact.person_id,
-                    contact.venue_id,
-                    contact.risk,
-                    int(contact.overlap.total_seconds()),
-                    reason_en,
-                    reason_ru,
-                    new,
-                    created_at,
-                )
-            )
-    inserted = _insert_ignoring_duplicates(rows, list(found))
-    for case_id, window in windows.items():
-        loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window
-    db.session.flush()  # the windows, which record_outbreaks reads
-    outbreaks = record_outbreaks({s.venue_id for stays, _contacts in found.values() for s in stays}, rules, now)
-    results = []
-    for case_id in case_ids:
-        loaded[case_id].matched_at = now
-        stays, contacts = found.get(case_id, ([], []))
-        results.append(CaseMatch(case_id, len(stays), len(contacts), inserted[case_id], outbreaks))
-    db.session.flush()
-    return BatchMatch(results, outbreaks)
-
-
-def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo) -> CaseMatch:
-    """Find and store the exposures of one case, then mark it matched (see match_case_batch)."""
-    return match_case_batch([case_id], now=now, rules=rules, tz=tz).cases[0]
-
-
-def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime) -> int:
-    """Mark venues where OUTBREAK_CASES or more active cases were present within the outbreak window.
-
-    Looks only at the venues just matched and at the active cases' own visits inside their
-    infectious windows; each group of cases is stored once per (venue, first visit of the group),
-    with its count raised when a later case joins the same group. One query per PEOPLE_PER_QUERY
-    venues, not one per venue: a batch of cases touches most venues of a city.
-    """
-    venues = sorted(set(venue_ids))
-    rows: list[Any] = []
-    stored: dict[tuple[int, datetime], VenueOutbreak] = {}
-    for first in range(0, len(venues), PEOPLE_PER_QUERY):
-        chunk = venues[first : first + PEOPLE_PER_QUERY]
-        rows.extend(
-            db.session.execute(
-                select(Case.id, Checkin.venue_id, Checkin.checked_in_at)
-                .join(Checkin, Checkin.person_id == Case.person_id)
-                .where(
-                    Checkin.venue_id.in_(chunk),
-                    Case.status == CaseStatus.ACTIVE,
-                    Case.window_starts_at.is_not(None),
-                    Checkin.checked_in_at < Case.window_ends_at,
-                    Checkin.checked_in_at >= Case.window_starts_at,
-                )
-            ).tuples()
-        )
-        for outbreak in db.session.scalars(select(VenueOutbreak).where(VenueOutbreak.venue_id.in_(chunk))):
-            stored[(outbreak.venue_id, _utc(outbreak.window_starts_at))] = outbreak
-    found = 0
-    starts: dict[tuple[int, int], datetime] = {}
-    for case_id, venue_id, starts_at in rows:
-        key = (venue_id, case_id)
-        if key not in starts or starts_at < starts[key]:
-            starts[key] = starts_at
-    for venue, cases in sorted(matching.venue_outbreaks(rows, rules), key=lambda found: found[0]):
-        window_start = min(starts[(venue, case_id)] for case_id in cases)
-        existing = stored.get((venue, _utc(window_start)))
-        if existing is None:
-            outbreak = VenueOutbreak(
-                venue_id=venue, window_starts_at=window_start, case_count=len(cases), detected_at=now
-            )
-            db.session.add(outbreak)
-            stored[(venue, _utc(window_start))] = outbreak
-            found += 1
-        elif existing.case_count < len(cases):
-            existing.case_count = len(cases)
-    db.session.flush()
-    return found
-
-
-def pending_case_ids(limit: int, exclude: Iterable[int] = ()) -> list[int]:
-    """Cases not matched yet, oldest first (the partial index ix_cases_pending_match)."""
-    query = select(Case.id).where(Case.matched_at.is_(None)).order_by(Case.created_at, Case.id).limit(limit)
-    excluded = list(exclude)
-    if excluded:
-        query = query.where(Case.id.not_in(excluded))
-    return list(db.session.scalars(query))
