@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,9 +28,13 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = ROOT.parent / "shared" / "bench" / "gen_workload.py"
+sys.path.insert(0, str(ROOT))
+from bench.cpu_split import KINDS, cpu_seconds, per_request  # noqa: E402
+
 BENCH_DEVICES = 2000
 
 WSGI = """
@@ -201,18 +206,30 @@ def load(url: str, rows: int, workdir: Path) -> tuple[list[str], list[str], floa
     return devices, poster_tokens, time.perf_counter() - started
 
 
-def wrk(port: int, path: str, seconds: int, connections: int, script: Path | None) -> float:
+class Run(NamedTuple):
+    per_second: float
+    cpu: str  # CPU per request of the server's workers, PostgreSQL and wrk
+
+
+def wrk(port: int, path: str, seconds: int, connections: int, script: Path | None) -> Run:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         cmd += ["-s", str(script)]
+    before, children, started = cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     out = subprocess.run([*cmd, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    elapsed, after = time.perf_counter() - started, cpu_seconds()
+    finished = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, which has exited
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         print(f"  WARNING: {non2xx.group(1)} non-2xx responses on {path}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = rate * elapsed
+    wrk_s = finished.ru_utime + finished.ru_stime - children.ru_utime - children.ru_stime
+    cpu = per_request(before, after, requests, KINDS) + f", wrk {wrk_s / requests * 1e6:,.0f} us"
+    return Run(rate, cpu)
 
 
-def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int) -> tuple[float, float]:
+def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int) -> tuple[Run, Run]:
     """Start gunicorn with `workers`, warm up, then measure hello and check-in; returns requests/s."""
     server = subprocess.Popen(
         [
@@ -277,10 +294,11 @@ def main() -> None:
     for workers in (int(w) for w in str(args.workers).split(",")):
         hello, checkin = measure(args, workdir, script, workers)
         print(
-            f"workers={workers}: hello {hello:6.0f} requests/s, check-in {checkin:6.0f} requests/s "
-            f"({checkin / hello:.0%} of hello)",
+            f"workers={workers}: hello {hello.per_second:6.0f} requests/s, check-in {checkin.per_second:6.0f} "
+            f"requests/s ({checkin.per_second / hello.per_second:.0%} of hello)",
             flush=True,
         )
+        print(f"  CPU per hello:    {hello.cpu}\n  CPU per check-in: {checkin.cpu}", flush=True)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 from sqlalchemy import func, insert, select
 
+from bench.cpu_split import KINDS, cpu_seconds, per_request
+
 KEYS = {
     "SECRET_KEY": "bench-secret-key-not-for-production",
     "DATA_ENCRYPTION_KEYS": "b1:" + base64.urlsafe_b64encode(b"b" * 32).decode(),
@@ -208,12 +210,17 @@ def run_gunicorn(database_url: str, credentials: list[str], bodies: list[bytes],
                         errors.append(f"{resp.status_code} {resp.text[:200]}")
 
         pool = [threading.Thread(target=worker) for _ in range(threads)]
-        started = time.perf_counter()
+        before, client_before, started = cpu_seconds(), time.process_time(), time.perf_counter()
         for t in pool:
             t.start()
         for t in pool:
             t.join()
         elapsed = time.perf_counter() - started
+        items = sum(body.count(b'"client_id"') for body in bodies)
+        client = (time.process_time() - client_before) / items * 1e6
+        print(
+            f"  CPU per check-in: {per_request(before, cpu_seconds(), items, KINDS)}, posting client {client:,.0f} us"
+        )
         if errors:
             raise SystemExit(f"{len(errors)} batches failed, first: {errors[0]}")
         return elapsed
