@@ -9,6 +9,7 @@ from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
 
 import app.models  # noqa: F401  (one complete metadata for Alembic)
+from app import rate_limits  # registers the database:// rate-limit storage
 from app.config import ConfigError, load_config
 from app.errors import register_error_handlers
 from app.extensions import csrf, db, limiter, migrate
@@ -46,6 +47,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
+    if config["RATELIMIT_STORAGE_URI"] == rate_limits.SCHEME:
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"database_url": config["DATABASE_URL"]}
     limiter.init_app(app)
     init_metrics(app)
     init_security_headers(app)

@@ -149,7 +149,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OIDC_CLIENT_ID", _parse_str, "", "OpenID Connect client id"),
     Setting("OIDC_CLIENT_SECRET", _parse_str, "", "OpenID Connect client secret", secret=True),
     Setting("JOBS_LOCK_PATH", _parse_str, "", "SQLite only: lock file for the single active jobs process"),
-    Setting("RATELIMIT_STORAGE_URI", _parse_str, "memory://", "rate-limit counters (shared store for many nodes)"),
+    Setting(
+        "RATELIMIT_STORAGE_URI",
+        _parse_str,
+        "database://",
+        "rate-limit counters: database:// in the app's database (all workers count together), memory:// per "
+        "process, or a limits storage URI such as redis://",
+    ),
     Setting("LOG_FORMAT", _parse_choice("json", "text"), "json", "json for production, text for a terminal"),
     Setting("LOG_LEVEL", _parse_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", "log level"),
 )

@@ -12,7 +12,7 @@ db = SQLAlchemy(metadata=Base.metadata)
 migrate = Migrate()
 csrf = CSRFProtect()
 # Limits are declared on the routes that cost money or reveal existence; storage comes from
-# RATELIMIT_STORAGE_URI (memory:// per process by default; use a shared store with several workers).
+# RATELIMIT_STORAGE_URI (by default database://, app/rate_limits.py: every worker counts together).
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 
 from app import create_app
 from app.extensions import db as _db
+from app.rate_limits import side_file_url
 
 FROZEN_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TEST_KEYS = {
@@ -43,9 +44,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def reset_database(url: str) -> None:
     """Leave an empty database at `url` (PostgreSQL: a fresh public schema; SQLite: no file)."""
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for database in (url, side_file_url(url)):  # the database and its rate-limit counters
+            path = Path(database.removeprefix("sqlite:///"))
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -61,6 +63,9 @@ def settings_for(database_url: str, **extra: Any) -> dict[str, Any]:
         "LOG_FORMAT": "text",
         "PUBLIC_BASE_URL": "http://checkin.test",
         "SMS_INBOUND_SECRET": "inbound-test-secret",
+        # Flask-Limiter's limiter is one object for every app of the process, so its storage follows
+        # the last app made; database:// is tested on its own in tests/app/test_rate_limits.py.
+        "RATELIMIT_STORAGE_URI": "memory://",
         **TEST_KEYS,
         **extra,
     }

@@ -10,6 +10,7 @@ from app.models.notices import Notice, NoticeKind
 from app.models.officials import Official, OfficialRole, SystemSwitch
 from app.models.organisations import Operator, OperatorInvitation, OperatorRole, Organisation
 from app.models.people import LoginCode, Person, PersonalCodeKey, RememberedDevice
+from app.models.rate_limits import RateLimitCounter
 from app.models.venues import Entrance, EntranceKind, PosterSigningKey, PosterVersion, Venue
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "PersonalCodeKey",
     "PosterSigningKey",
     "PosterVersion",
+    "RateLimitCounter",
     "RememberedDevice",
     "RiskLevel",
     "SystemSwitch",
