@@ -48,7 +48,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     if config["RATELIMIT_STORAGE_URI"] == rate_limits.SCHEME:
-        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"database_url": config["DATABASE_URL"]}
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+            "database_url": config["DATABASE_URL"],
+            "key_secret": config["LOOKUP_HASH_KEY"],  # counters are stored under keyed hashes of their keys
+        }
     limiter.init_app(app)
     init_metrics(app)
     init_security_headers(app)

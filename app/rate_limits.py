@@ -12,6 +12,7 @@ connection writing to the same file would wait for the request's own write lock.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import threading
 import time
@@ -27,7 +28,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.models import RateLimitCounter
 
 SCHEME = "database://"
-MAX_KEY = 200  # longer keys are stored as their SHA-256 (the column holds 255 characters)
 PURGE_EVERY = 500  # increments per process between deletions of expired windows
 
 _table = RateLimitCounter.__table__
@@ -54,9 +54,11 @@ class DatabaseStorage(Storage):
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
         database_url = options.pop("database_url", "")
+        key_secret = options.pop("key_secret", "")
         super().__init__(uri, wrap_exceptions, **options)
-        if not database_url:
-            raise ValueError("database:// needs the database_url storage option (create_app sets it)")
+        if not database_url or not key_secret:
+            raise ValueError("database:// needs the database_url and key_secret storage options (create_app sets them)")
+        self._secret = str(key_secret).encode()
         self._url = side_file_url(database_url)
         self._engine: Engine | None = None
         self._pid = 0
@@ -86,9 +88,10 @@ class DatabaseStorage(Storage):
             self._engine.dispose()
             self._engine = None
 
-    @staticmethod
-    def _key(key: str) -> str:
-        return key if len(key) <= MAX_KEY else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    def _key(self, key: str) -> str:
+        # A key names the address or device it counts ("LIMITER/203.0.113.7/visitor-code-address/..."):
+        # only its keyed hash is stored, so the table holds no address, and a key of any length fits.
+        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
 
     def incr(self, key: str, expiry: int | float, amount: int = 1) -> int:
         """The key's hits after adding `amount`; a window that has ended starts again from `amount`."""

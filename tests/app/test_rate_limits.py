@@ -29,7 +29,7 @@ from tests.support.live import live_database_url
 @pytest.fixture
 def storage(app: Flask) -> Iterator[DatabaseStorage]:
     # The session's test database, migrated by `app` (PostgreSQL keeps the counters in it).
-    made = DatabaseStorage(database_url=app.config["DATABASE_URL"])
+    made = DatabaseStorage(database_url=app.config["DATABASE_URL"], key_secret="test")
     yield made
     made.reset()
     made.close()
@@ -63,10 +63,19 @@ def test_hits_are_counted_per_key_until_the_window_ends(storage: DatabaseStorage
     assert storage.get(other) == 0
 
 
-def test_long_keys_are_counted_under_their_hash(storage: DatabaseStorage) -> None:
-    key = "device/" + "x" * 600
-    assert storage.incr(key, 60) == 1 and storage.incr(key, 60) == 2
-    assert storage.get(key) == 2 and storage.get(key[:-1] + "y") == 0
+def test_keys_are_stored_only_as_keyed_hashes(app: Flask, storage: DatabaseStorage) -> None:
+    address_key = "LIMITER/203.0.113.7/visitor-code-address/20/1/hour"
+    long_key = "device/" + "x" * 600
+    assert storage.incr(address_key, 60) == 1 and storage.incr(long_key, 60) == 1 and storage.incr(long_key, 60) == 2
+    assert storage.get(long_key) == 2 and storage.get(long_key[:-1] + "y") == 0
+    with storage._db().connect() as connection:
+        stored = connection.scalars(select(RateLimitCounter.key)).all()
+    assert len(stored) == 2 and not any("203.0.113.7" in key or "device/" in key for key in stored)
+    same_secret = DatabaseStorage(database_url=app.config["DATABASE_URL"], key_secret="test")
+    other_secret = DatabaseStorage(database_url=app.config["DATABASE_URL"], key_secret="another")
+    assert same_secret.get(address_key) == 1 and other_secret.get(address_key) == 0  # the hash needs the secret
+    same_secret.close()
+    other_secret.close()
 
 
 def test_expired_windows_are_deleted_as_hits_go_on(
@@ -80,12 +89,12 @@ def test_expired_windows_are_deleted_as_hits_go_on(
     engine = storage._db()
     with engine.connect() as connection:
         keys = connection.scalars(select(RateLimitCounter.key)).all()
-    assert keys == ["fresh"]
+    assert keys == [storage._key("fresh")]
 
 
 def test_every_worker_counts_against_one_limit_and_no_hit_is_lost(app: Flask, storage: DatabaseStorage) -> None:
     # Four storages stand for four worker processes: each has its own engine and connections.
-    workers = [DatabaseStorage(database_url=app.config["DATABASE_URL"]) for _ in range(4)]
+    workers = [DatabaseStorage(database_url=app.config["DATABASE_URL"], key_secret="test") for _ in range(4)]
     key = f"code/{uuid.uuid4()}"
     seen: list[int] = []
     lock = threading.Lock()
@@ -127,11 +136,11 @@ def test_sqlite_counts_in_a_side_file_and_postgresql_in_its_database(app: Flask,
 
 
 def test_an_unreachable_database_fails_the_health_check() -> None:
-    unreachable = DatabaseStorage(database_url="postgresql+psycopg://nobody@127.0.0.1:9/none")
+    unreachable = DatabaseStorage(database_url="postgresql+psycopg://nobody@127.0.0.1:9/none", key_secret="test")
     assert unreachable.check() is False
     unreachable.close()
-    with pytest.raises(ValueError, match="database_url"):
-        DatabaseStorage()
+    with pytest.raises(ValueError, match="database_url and key_secret"):
+        DatabaseStorage(database_url="sqlite://")
 
 
 def _free_port() -> int:
