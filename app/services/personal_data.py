@@ -152,7 +152,7 @@ class Keyring:
 
     def lookup_hash(self, value: str, *, context: str) -> bytes:
         """A keyed hash of a normalised value: equal inputs match, the hash alone reveals nothing."""
-        return hmac.new(self.lookup_key, f"{context}\x00{value}".encode(), hashlib.sha256).digest()
+        return hmac.digest(self.lookup_key, f"{context}\x00{value}".encode(), "sha256")
 
 
 def keyring() -> Keyring:
