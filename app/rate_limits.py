@@ -11,7 +11,6 @@ connection writing to the same file would wait for the request's own write lock.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from limits.storage import Storage
-from sqlalchemy import Engine, case, create_engine, delete, func, select
+from sqlalchemy import Engine, case, create_engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -91,7 +90,7 @@ class DatabaseStorage(Storage):
     def _key(self, key: str) -> str:
         # A key names the address or device it counts ("LIMITER/203.0.113.7/visitor-code-address/..."):
         # only its keyed hash is stored, so the table holds no address, and a key of any length fits.
-        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, key.encode(), "sha256").hex()
 
     def incr(self, key: str, expiry: int | float, amount: int = 1) -> int:
         """The key's hits after adding `amount`; a window that has ended starts again from `amount`."""
@@ -130,7 +129,7 @@ class DatabaseStorage(Storage):
     def check(self) -> bool:
         try:
             with self._db().connect() as connection:
-                connection.scalar(select(func.count()).select_from(_table).where(_c.key == ""))
+                connection.scalar(select(_c.hits).limit(1))
         except SQLAlchemyError:
             return False
         return True
