@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.routing import IntegerConverter
 
 import app.models  # noqa: F401  (one complete metadata for Alembic)
 from app import rate_limits  # registers the database:// rate-limit storage
@@ -28,6 +29,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     app = Flask(__name__, instance_relative_config=True)
     app.json = BoundedJSONProvider(app)
+    app.url_map.converters["int"] = RowIdConverter
     config = load_config(overrides=overrides, instance_path=app.instance_path)
     app.config.update(config)
     app.config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
@@ -63,6 +65,18 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in routes: ids are database integers, so a number too large for one (past SQLite's
+    64 bits) becomes 0, which no row has, and the route answers its own "not found" rather than the
+    driver's overflow error (a 500). Refusing it in the router instead would answer 405 to some methods."""
+
+    MAX_ID = 2**63 - 1
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        return number if number <= self.MAX_ID else 0
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
@@ -128,6 +142,7 @@ def _register_blueprints(app: Flask) -> None:
         health,
         home,
         kiosk_api,
+        me_api,
         officials,
         operators,
         operators_api,
@@ -140,6 +155,6 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
     # Machine-to-machine endpoints authenticate with tokens or shared secrets, not cookies,
     # so CSRF tokens do not apply to them.
-    for module in (operators_api, visitors_api, kiosk_api, gateway):
+    for module in (operators_api, visitors_api, me_api, kiosk_api, gateway):
         csrf.exempt(module.bp)
         app.register_blueprint(module.bp)

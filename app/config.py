@@ -118,6 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEVICE_COOKIE_DAYS", _parse_int, 365, "how long a phone stays remembered after a confirmed code"),
     Setting("KIOSK_CODE_STEP_SECONDS", _parse_int, 10, "how often a kiosk's on-screen QR changes"),
     Setting("KIOSK_CODE_WINDOW_STEPS", _parse_int, 1, "time steps of tolerance when checking rotating codes"),
+    Setting("BLE_KEY_HOURS", _parse_int, 24, "a phone's Bluetooth check-in key is replaced after this many hours"),
     Setting("DISPATCH_BATCH_SIZE", _parse_int, 500, "messages claimed per dispatcher round"),
     Setting("DISPATCH_MAX_ATTEMPTS", _parse_int, 8, "send attempts before a message is marked failed"),
     Setting("DISPATCH_CONCURRENCY", _parse_int, 16, "parallel gateway submissions per dispatcher"),
@@ -194,7 +195,7 @@ def load_config(
     missing = [name for name in REQUIRED_OUTSIDE_DEV if not config.get(name)]
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set when APP_ENV={env}")
-    for name in ("RETENTION_DAYS", "PURGE_BATCH_SIZE", "AUTO_CHECKOUT_BATCH_SIZE", "OUTBREAK_CASES"):
+    for name in ("RETENTION_DAYS", "PURGE_BATCH_SIZE", "AUTO_CHECKOUT_BATCH_SIZE", "OUTBREAK_CASES", "BLE_KEY_HOURS"):
         if int(config[name]) < 1:
             raise ConfigError(f"{name} must be at least 1")
     if config["SMS_CHANNEL"] == "kannel" and not config["KANNEL_SENDSMS_URL"]:

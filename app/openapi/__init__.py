@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-DOMAINS = ("operators", "visitors", "kiosks", "officials", "gateway")
+DOMAINS = ("operators", "visitors", "me", "kiosks", "officials", "gateway")
 
 
 def build_spec(server_url: str) -> dict[str, Any]:

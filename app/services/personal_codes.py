@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -23,9 +24,13 @@ PURPOSES = ("qr", "ble")
 
 def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
     """The person's current key for `purpose`, created on first use."""
+    return _current_key(person, purpose) or _new_key(person, purpose, now)
+
+
+def _current_key(person: Person, purpose: str) -> PersonalCodeKey | None:
     if purpose not in PURPOSES:
         raise ValueError(f"unknown personal code purpose {purpose!r}")
-    key = db.session.scalar(
+    return db.session.scalar(
         select(PersonalCodeKey)
         .where(
             PersonalCodeKey.person_id == person.id,
@@ -35,8 +40,9 @@ def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
         .order_by(PersonalCodeKey.id.desc())
         .limit(1)
     )
-    if key is not None:
-        return key
+
+
+def _new_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
     raw = secrets.token_bytes(32)
     key = PersonalCodeKey(
         person_id=person.id,
@@ -47,6 +53,40 @@ def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
     db.session.add(key)
     db.session.flush()
     return key
+
+
+@dataclass(frozen=True)
+class BleKey:
+    """A phone's Bluetooth check-in key as the city app receives it (docs/kiosk-protocols.md, section 3)."""
+
+    key_id: int
+    key: bytes
+    issued_at: datetime
+    replace_after: datetime
+    is_new: bool
+
+
+def ble_key_for_phone(person: Person, now: datetime, lifetime: timedelta, *, replace: bool = False) -> BleKey:
+    """The person's Bluetooth key, replaced by a fresh one once it is `lifetime` old (or on request).
+
+    The key_id travels in clear in every advertisement, so a listener can follow a phone for as long
+    as one key lives; a phone asks again at `replace_after`. A replaced key is revoked at `now`, which
+    still vouches for tokens observed before then (a kiosk that was offline sends them late).
+    """
+    key = _current_key(person, "ble")
+    is_new = key is None or replace or key.created_at + lifetime <= now
+    if is_new:
+        if key is not None:
+            key.revoked_at = now
+        key = _new_key(person, "ble", now)
+    assert key is not None
+    return BleKey(key.id, key_bytes(key), key.created_at, key.created_at + lifetime, is_new)
+
+
+def ble_key_issued_at(person: Person) -> datetime | None:
+    """When the person's current Bluetooth key was issued; None if Bluetooth check-in is off."""
+    key = _current_key(person, "ble")
+    return key.created_at if key is not None else None
 
 
 def key_bytes(key: PersonalCodeKey) -> bytes:
@@ -84,11 +124,12 @@ def person_for_qr_code(raw: str, now: datetime, window_steps: int = 1) -> Person
     return db.session.get(Person, key.person_id) if key is not None else None
 
 
-def revoke_keys(person: Person, now: datetime) -> int:
-    """Revoke every key of the person (a new one is made on next use); returns how many."""
-    keys = db.session.scalars(
-        select(PersonalCodeKey).where(PersonalCodeKey.person_id == person.id, PersonalCodeKey.revoked_at.is_(None))
-    ).all()
+def revoke_keys(person: Person, now: datetime, purpose: str | None = None) -> int:
+    """Revoke every key of the person, or those for `purpose` (a new one is made on next use); returns how many."""
+    query = select(PersonalCodeKey).where(PersonalCodeKey.person_id == person.id, PersonalCodeKey.revoked_at.is_(None))
+    if purpose is not None:
+        query = query.where(PersonalCodeKey.purpose == purpose)
+    keys = db.session.scalars(query).all()
     for key in keys:
         key.revoked_at = now
     db.session.flush()

@@ -1,4 +1,5 @@
-"""Visitors' JSON API for a city app: sign-in by SMS code, check-in, check-out, my visits.
+"""Visitors' JSON API for a city app: sign-in by SMS code, check-in, check-out, my visits (the rest of the
+account: app/views/me_api.py).
 
 CSRF-exempt, so every write requires `Content-Type: application/json` (a cross-site form cannot send
 it) and a device token: `Authorization: Bearer <token>` or the remembered-device cookie.
@@ -29,7 +30,7 @@ class UnsupportedMediaType(DomainError):
     status = 415
 
 
-def _json() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the request body as JSON (Content-Type: application/json).")
     body = request.get_json(silent=True)
@@ -47,7 +48,7 @@ def _string(body: dict[str, Any], name: str, max_len: int, required: bool = True
     return value
 
 
-def _person(now: datetime) -> Person:
+def api_person(now: datetime) -> Person:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         try:
@@ -65,14 +66,14 @@ def _requests() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="login-code-request")
 
 
-def _visit_json(visit: Checkin, venue: Venue | None = None) -> dict[str, Any]:
-    return _view_json(checkins.VisitView.of(visit, venue or db.session.get(Venue, visit.venue_id)))
+def visit_json(visit: Checkin, venue: Venue | None = None) -> dict[str, Any]:
+    return view_json(checkins.VisitView.of(visit, venue or db.session.get(Venue, visit.venue_id)))
 
 
 @bp.post("/visitors/code")
 @limiter.limit(lambda: f"{sign_in.setting('OTP_PER_ADDRESS_PER_HOUR')}/hour", scope="visitor-code-address")
 def request_code() -> Any:
-    body = _json()
+    body = json_body()
     lang = body.get("lang") if body.get("lang") in ("ru", "en") else "ru"
     created = sign_in.request_code(_string(body, "phone", 32), utcnow(), lang=lang)
     return jsonify(
@@ -84,7 +85,7 @@ def request_code() -> Any:
 
 @bp.post("/visitors/code/confirm")
 def confirm_code() -> Any:
-    body = _json()
+    body = json_body()
     try:
         login_code_id = _requests().loads(_string(body, "request_id", 200))
     except BadSignature:
@@ -102,7 +103,7 @@ def confirm_code() -> Any:
 @bp.post("/checkins")
 def check_in() -> Any:
     now = utcnow()
-    body = _json()
+    body = json_body()
     party_size = body.get("party_size", 1)
     phones = body.get("companion_phones", [])
     header = request.headers.get("Authorization", "")
@@ -120,11 +121,11 @@ def check_in() -> Any:
             raise Unauthorized("Sign in first: send a device token as 'Authorization: Bearer <token>'.")
         payload = {
             "status": quick.status,
-            "checkin": _view_json(quick.checkin),
-            "ended": _view_json(quick.ended) if quick.ended else None,
+            "checkin": view_json(quick.checkin),
+            "ended": view_json(quick.ended) if quick.ended else None,
         }
         return jsonify(payload), 201 if quick.status == "created" else 200
-    person = _person(now)
+    person = api_person(now)
     ref = posters.resolve_poster_token(_string(body, "poster_token", posters.MAX_TOKEN_CHARS), now)
     if (
         not isinstance(phones, list)
@@ -137,13 +138,13 @@ def check_in() -> Any:
     )
     payload = {
         "status": result.status,
-        "checkin": _visit_json(result.checkin, ref.venue),
-        "ended": _visit_json(result.ended) if result.ended else None,
+        "checkin": visit_json(result.checkin, ref.venue),
+        "ended": visit_json(result.ended) if result.ended else None,
     }
     return jsonify(payload), 201 if result.status == "created" else 200
 
 
-def _view_json(visit: checkins.VisitView) -> dict[str, Any]:
+def view_json(visit: checkins.VisitView) -> dict[str, Any]:
     return {
         "id": visit.id,
         "venue": {"name": visit.venue_name, "short_code": visit.venue_short_code},
@@ -159,21 +160,21 @@ def _view_json(visit: checkins.VisitView) -> dict[str, Any]:
 @bp.post("/checkins/current/checkout")
 def check_out() -> Any:
     now = utcnow()
-    _json()
-    visit = checkins.check_out(_person(now), now)
+    json_body()
+    visit = checkins.check_out(api_person(now), now)
     if visit is None:
         raise NotFoundError("You have no active visit.")
-    return jsonify(checkin=_visit_json(visit)), 200
+    return jsonify(checkin=visit_json(visit)), 200
 
 
 @bp.get("/me/visits")
 def my_visits() -> Any:
     now = utcnow()
-    person = _person(now)
+    person = api_person(now)
     retention = int(current_app.config["RETENTION_DAYS"])
     items = []
     for visit in checkins.visits_of(person, now, retention):
-        item = _visit_json(visit)
+        item = visit_json(visit)
         item["deleted_after"] = (visit.checked_in_at + timedelta(days=retention)).isoformat()
         items.append(item)
     return jsonify(visits=items), 200

@@ -86,6 +86,7 @@ DEFAULT_BY_BLUEPRINT = {
     "operators": frozenset({OPERATOR}),
     "operators_api": frozenset({OPERATOR}),
     "officials": STAFF_OFFICIALS,
+    "me_api": frozenset({VISITOR}),  # the visitor's own account in the JSON API
 }
 
 
@@ -200,7 +201,7 @@ def _call(world: World, role: str, method: str, path: str, endpoint: str) -> Any
     query = ""
     if role == KIOSK:
         headers["Authorization"] = f"Bearer {world.secrets['kiosk']}"
-    if role == VISITOR and endpoint.startswith("visitors_api."):
+    if role == VISITOR and endpoint.startswith(("visitors_api.", "me_api.")):
         headers["Authorization"] = f"Bearer {world.secrets['visitor_bearer']}"
     if role == GATEWAY:
         query = f"?secret={world.secrets['gateway']}"
