@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,6 +50,11 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
+    if config["APP_ENV"] == "production" and config["RATELIMIT_STORAGE_URI"].startswith("memory://"):
+        logging.getLogger(__name__).warning(
+            "RATELIMIT_STORAGE_URI=memory:// counts per process: with N workers each limit lets N times as many"
+            " requests through, and a restart forgets them (the default database:// shares the counts)"
+        )
     if config["RATELIMIT_STORAGE_URI"] == rate_limits.SCHEME:
         app.config["RATELIMIT_STORAGE_OPTIONS"] = {
             "database_url": config["DATABASE_URL"],

@@ -19,7 +19,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import create_engine, func, select
 
-from app import rate_limits
+from app import create_app, rate_limits
 from app.models import RateLimitCounter
 from app.rate_limits import DatabaseStorage, side_file_url
 from tests.conftest import reset_database, settings_for
@@ -192,3 +192,12 @@ def test_a_login_limit_holds_across_two_gunicorn_workers(database_url: str, tmp_
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+def test_production_with_per_process_counters_says_so_at_start(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_app(settings_for(database_url, APP_ENV="production"))
+    assert "RATELIMIT_STORAGE_URI=memory:// counts per process" in capsys.readouterr().err
+    create_app(settings_for(database_url))  # testing: memory:// is what the suite wants, and nothing is said
+    assert "counts per process" not in capsys.readouterr().err
