@@ -11,13 +11,9 @@ import pytest
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakDBusError
-from bumble.controller import Controller
-from bumble.device import Device
-from bumble.hci import Address
-from bumble.host import Host
 from bumble.link import LocalLink
-from bumble.transport.common import AsyncPipeSink
 
+from tests.support.ble import phone_ad, virtual_phone
 from venue_kiosk import codes
 from venue_kiosk.ble import BleCheckin, BleService, ProximityGate
 from venue_kiosk.ble_bumble import BumbleScanner, advertisement_data_from_ad
@@ -31,10 +27,6 @@ KEY = bytes(range(32))
 CAPTURED_PHONE_AD = bytes.fromhex("020106 0303f7ff 1616f7ff 010000002a037578b464f314444f1859032b1c")
 # Another device in the hall: manufacturer data (company 0x004C) and a 128-bit service UUID.
 CAPTURED_OTHER_AD = bytes.fromhex("02011a 0aff4c001005031c2e4e6d 1107fb349b5f80000080001000000a180000 05096b657973")
-
-
-def phone_ad(payload: bytes) -> bytes:
-    return bytes([2, 1, 6, 3, 3, 0xF7, 0xFF, 3 + len(payload), 0x16, 0xF7, 0xFF]) + payload
 
 
 def test_captured_phone_advertisement_parses_into_a_token() -> None:
@@ -88,14 +80,6 @@ def test_gate_never_admits_a_phone_that_stays_far() -> None:
     assert not any(gate.observe(1, -66, NOW + timedelta(seconds=s)) for s in range(60))
 
 
-async def _phone(link: LocalLink, address: str, ad: bytes) -> Device:
-    controller = Controller(f"phone-{address}", link=link, public_address=address)
-    device = Device(address=Address(address), host=Host(controller, AsyncPipeSink(controller)))
-    await device.power_on()
-    await device.start_advertising(advertising_data=ad, advertising_interval_min=100, advertising_interval_max=100)
-    return device
-
-
 def test_real_bleak_scanner_on_bumble_checks_in_only_the_close_fresh_valid_phone(tmp_path: Path) -> None:
     async def scenario() -> tuple[LocalQueue, BleService]:
         now = datetime.now(UTC)
@@ -117,11 +101,11 @@ def test_real_bleak_scanner_on_bumble_checks_in_only_the_close_fresh_valid_phone
         consumer = asyncio.create_task(service.consume())
         corrupted = bytearray(codes.ble_token_payload(b"c" * 32, 3, now))
         corrupted[9] ^= 0x40
-        await _phone(link, "C0:00:00:00:00:01", phone_ad(codes.ble_token_payload(KEY, 1, now)))  # at the door
-        await _phone(link, "C0:00:00:00:00:02", phone_ad(codes.ble_token_payload(b"f" * 32, 2, now)))  # far away
-        await _phone(link, "C0:00:00:00:00:03", phone_ad(bytes(corrupted)))
+        await virtual_phone(link, "C0:00:00:00:00:01", phone_ad(codes.ble_token_payload(KEY, 1, now)))  # at the door
+        await virtual_phone(link, "C0:00:00:00:00:02", phone_ad(codes.ble_token_payload(b"f" * 32, 2, now)))  # far away
+        await virtual_phone(link, "C0:00:00:00:00:03", phone_ad(bytes(corrupted)))
         old = codes.ble_token_payload(b"r" * 32, 4, now - timedelta(minutes=10))  # a recording replayed
-        await _phone(link, "C0:00:00:00:00:04", phone_ad(old))
+        await virtual_phone(link, "C0:00:00:00:00:04", phone_ad(old))
         await asyncio.sleep(1.5)  # every phone keeps advertising 10 times a second
         consumer.cancel()
         await service.stop()
@@ -151,7 +135,7 @@ def test_watchdog_restarts_a_silent_scanner_which_then_hears_phones(tmp_path: Pa
         consumer = asyncio.create_task(service.consume())
         await asyncio.sleep(0.3)
         assert await service.restart_if_silent()
-        await _phone(link, "C0:00:00:00:00:09", phone_ad(codes.ble_token_payload(KEY, 9, datetime.now(UTC))))
+        await virtual_phone(link, "C0:00:00:00:00:09", phone_ad(codes.ble_token_payload(KEY, 9, datetime.now(UTC))))
         await asyncio.sleep(0.5)
         assert not await service.restart_if_silent()  # it hears the phone now
         consumer.cancel()

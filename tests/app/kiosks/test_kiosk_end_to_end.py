@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import threading
 import time
+from base64 import b64decode
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Checkin, CheckinSource
-from app.services import kiosks, personal_codes
+from app.services import kiosks, personal_codes, sign_in
 from tests import factories
 from tests.support.live import LiveServer, live_server_fixture
 from venue_kiosk import codes
@@ -214,3 +215,60 @@ def test_the_kiosk_screen_shows_the_rotating_qr_and_turns_green_on_a_scan(
         page.keyboard.type("P1000NPUCU5AFLVH5HKY")
         page.keyboard.press("Enter")
         page.locator("#result.fail").wait_for(state="visible")
+
+
+def test_a_phone_with_its_key_from_the_api_is_checked_in_over_bluetooth(live: LiveServer, tmp_path: Path) -> None:
+    """The whole Bluetooth chain: the phone gets its key from the server, advertises tokens over a virtual
+    radio, the real BleakScanner in the kiosk program hears it at the door, and the batch lands as a visit.
+    A phone advertising with a key the server never issued is heard too, and refused by the server."""
+    from bumble.link import LocalLink
+
+    from tests.support.ble import phone_ad, virtual_phone
+    from venue_kiosk.ble_bumble import BumbleScanner
+
+    with live.app.app_context():
+        venue = factories.venue(name="Министерство, корпус 2")
+        code = kiosks.create_pairing_code(venue.entrances[0].id, datetime.now(UTC))
+        visitor = factories.person()
+        device_token = sign_in.remember_device(visitor, datetime.now(UTC))
+        visitor_id = visitor.id
+        db.session.commit()
+
+    async def scenario() -> dict[str, Any]:
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            got = await http.post(
+                f"{live.url}/api/v1/me/bluetooth-key", json={}, headers={"Authorization": f"Bearer {device_token}"}
+            )
+            assert got.status_code == 201, got.text
+            key = got.json()
+            credential = await enrol(http, live.url, code)
+            link = LocalLink()
+            config = dataclasses.replace(_config(tmp_path, live.url), ble_enabled=True, ble_dwell_s=0.3)
+            kiosk = KioskProgram(
+                config,
+                credential,
+                http=http,
+                out=lambda _l: None,
+                ble_backend=BumbleScanner,
+                ble_backend_kwargs={"bumble_link": link, "bumble_rssi_for": lambda _address: -45},
+            )
+            stop = asyncio.Event()
+            running = asyncio.create_task(kiosk.run(stop))
+            now = datetime.now(UTC)
+            await virtual_phone(
+                link, "C0:00:00:00:00:21", phone_ad(codes.ble_token_payload(b64decode(key["key"]), key["key_id"], now))
+            )
+            await virtual_phone(link, "C0:00:00:00:00:22", phone_ad(codes.ble_token_payload(b"u" * 32, 2**31, now)))
+            deadline = time.monotonic() + 15
+            while kiosk.queue.count("accepted") + kiosk.queue.count("rejected") < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            settled = {s: kiosk.queue.count(s) for s in ("pending", "accepted", "rejected")}
+            stop.set()
+            await running
+            return {"settled": settled, "kiosk_id": credential.kiosk_id}
+
+    r = _run(scenario())
+    assert r["settled"] == {"pending": 0, "accepted": 1, "rejected": 1}
+    assert [(person, source) for person, _, source in _kiosk_rows(live, r["kiosk_id"])] == [
+        (visitor_id, CheckinSource.BLE)
+    ]
