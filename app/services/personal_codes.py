@@ -20,6 +20,9 @@ from venue_kiosk import codes
 
 KEY_CONTEXT = "personal-code-key"
 PURPOSES = ("qr", "ble")
+# Codes carry the key id as 32 bits unsigned; the column is a signed 32-bit integer on PostgreSQL, so an id
+# past this is no key of ours, and must not reach a query (where it is an "integer out of range" error).
+MAX_KEY_ID = 2**31 - 1
 
 
 def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
@@ -103,6 +106,8 @@ def key_lookup(purpose: str) -> object:
     """A `key_lookup(ref) -> bytes | None` for venue_kiosk.codes verifiers."""
 
     def lookup(ref: int) -> bytes | None:
+        if not 0 < ref <= MAX_KEY_ID:
+            return None
         key = db.session.get(PersonalCodeKey, ref)
         if key is None or key.purpose != purpose or key.revoked_at is not None:
             return None

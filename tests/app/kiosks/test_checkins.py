@@ -93,6 +93,10 @@ def test_a_resent_batch_answers_duplicate_and_records_nothing_twice(
     assert len(_visits(db)) == 5
 
 
+def _ble_text(key_id: int, at: datetime) -> str:
+    return codes.parse_ble_payload(codes.ble_token_payload(b"k" * 32, key_id, at)).text
+
+
 def test_forged_expired_and_replayed_tokens_are_rejected_with_a_reason(
     client: FlaskClient, db: Any, kiosk: EnrolledKiosk, api_now: datetime
 ) -> None:
@@ -113,15 +117,22 @@ def test_forged_expired_and_replayed_tokens_are_rejected_with_a_reason(
         genuine | {"client_id": "replayed", "observed_at": (api_now - timedelta(minutes=1)).isoformat()},
         # Codes that belong to no key at all.
         {"client_id": "no-key", "method": "kiosk_scanner", "token": codes.personal_code(b"k" * 32, 999_999, api_now)},
+        # Ids past the key column's range (codes carry 32 bits unsigned): no key, not a failed batch.
+        {
+            "client_id": "huge-qr",
+            "method": "kiosk_scanner",
+            "token": codes.personal_code(b"k" * 32, 2**32 - 1, api_now),
+        },
+        {"client_id": "huge-ble", "method": "ble", "token": _ble_text(2**31, api_now), "observed_at": at},
         genuine,
     ]
-    items[5]["observed_at"] = at
+    items[5]["observed_at"] = items[6]["observed_at"] = at
     results = {r["client_id"]: (r["status"], r["reason"]) for r in _send(client, kiosk, items)}
     not_genuine = ("rejected", "The code is not genuine or no longer valid.")
     expired = ("rejected", "The code had expired when it was read (an old screenshot, recording or replay).")
     assert results["forged-qr"] == not_genuine and results["forged-ble"] == not_genuine
     assert results["screenshot"] == expired and results["recorded-ble"] == expired and results["replayed"] == expired
-    assert results["no-key"] == not_genuine
+    assert results["no-key"] == results["huge-qr"] == results["huge-ble"] == not_genuine
     assert results[genuine["client_id"]] == ("accepted", "Checked in.")
     assert [v.client_id for v in _visits(db)] == [genuine["client_id"]]
 
