@@ -1,6 +1,6 @@
 """The durable outbox: every outgoing message is a row written in the caller's transaction.
 
-Nothing leaves here directly. The dispatcher job (app/services/dispatch.py) sends committed rows
+Nothing leaves here directly. The dispatcher job (app/services/dispatch/) sends committed rows
 afterwards, so a rolled-back change can never have sent its message.
 """
 

@@ -1,7 +1,7 @@
 """The visitor's own account in the JSON API: notices, corrections, devices, Bluetooth key, personal code, erase.
 
-The same operations as the "my visits" page (app/views/visitors.py), for a city app. Authenticated and
-JSON-only like the rest of app/views/visitors_api.py.
+The same operations as the "my visits" page (app/views/visitors/visits.py), for a city app. Authenticated
+and JSON-only like the rest of app/views/visitors_api.py.
 """
 
 from __future__ import annotations

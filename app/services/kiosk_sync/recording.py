@@ -79,7 +79,7 @@ def plan_visits(
 ) -> PersonPlan:
     """Apply one person's kiosk check-ins, oldest first, to their known visits (pure; no I/O).
 
-    The rules of app/services/checkins.py, extended to check-ins that arrive late from an offline kiosk:
+    The rules of app/services/checkins/rules.py, extended to check-ins that arrive late from an offline kiosk:
     - a check-in inside a visit at this venue continues it (an open visit's planned end moves to t + stay);
     - otherwise the open visit that began before t ends at t (or at its planned end if that passed), and
       a visit elsewhere that only ended automatically after t is cut back to t;

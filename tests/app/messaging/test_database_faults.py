@@ -18,9 +18,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app.extensions import db
 from app.jobs import run_job
 from app.models import MessageKind, MessageStatus, OutboxMessage, utcnow
-from app.services import dispatch
 from app.services.channels import Outgoing
-from app.services.dispatch import DispatchSettings, dispatch_once
+from app.services.dispatch import DispatchSettings, dispatch_once, recording
 from tests.app.messaging.conftest import ScriptedChannels, queue
 
 
@@ -101,7 +100,7 @@ def test_recording_retries_on_its_own_dead_connection(
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only (set TEST_DATABASE_URL)")
     ids = queued_codes(live_app, 3, "pg-self-")
-    real = dispatch.record_outcomes
+    real = recording.record_outcomes
     calls: list[int] = []
 
     def dying_first(*args: Any, **kwargs: Any) -> Any:
@@ -110,7 +109,7 @@ def test_recording_retries_on_its_own_dead_connection(
             db.session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dispatch, "record_outcomes", dying_first)
+    monkeypatch.setattr(recording, "record_outcomes", dying_first)
     with live_app.app_context():
         summary = dispatch_once(utcnow(), DispatchSettings(), ScriptedChannels(live_app.config))
     assert len(calls) == 2
@@ -128,11 +127,11 @@ def test_recording_gives_up_after_repeated_lost_connections(live_app: Flask, mon
             "UPDATE outbox_messages", None, Exception("server closed the connection"), connection_invalidated=True
         )
 
-    monkeypatch.setattr(dispatch, "record_outcomes", always_lost)
-    monkeypatch.setattr(dispatch.time_module, "sleep", lambda seconds: None)
+    monkeypatch.setattr(recording, "record_outcomes", always_lost)
+    monkeypatch.setattr(recording.time_module, "sleep", lambda seconds: None)
     with live_app.app_context(), pytest.raises(DBAPIError):
         dispatch_once(utcnow(), DispatchSettings(), ScriptedChannels(live_app.config))
-    assert len(calls) == dispatch.RECORD_ATTEMPTS
+    assert len(calls) == recording.RECORD_ATTEMPTS
     # Still claimed, never half-recorded: the claim's expiry settles them as in doubt.
     assert statuses(live_app, ids) == {MessageStatus.SENDING}
 
@@ -145,7 +144,7 @@ def test_recording_does_not_retry_other_errors(live_app: Flask, monkeypatch: pyt
         calls.append(1)
         raise DBAPIError("UPDATE outbox_messages", None, Exception("syntax error"), connection_invalidated=False)
 
-    monkeypatch.setattr(dispatch, "record_outcomes", broken)
+    monkeypatch.setattr(recording, "record_outcomes", broken)
     with live_app.app_context(), pytest.raises(DBAPIError):
         dispatch_once(utcnow(), DispatchSettings(), ScriptedChannels(live_app.config))
     assert len(calls) == 1

@@ -16,6 +16,7 @@ from sqlalchemy import false, func, select
 
 from app.models import Checkin, CheckinSource, CheckoutReason, Person, Venue
 from app.services import checkins, device_checkin, posters, sign_in
+from app.services.checkins import quick
 from tests import factories
 
 POSTER = CheckinSource.POSTER
@@ -136,7 +137,10 @@ def test_the_device_path_ends_a_visit_opened_by_a_racing_request(
         calls.append(current)
         return real_step(None if len(calls) == 1 else current, *args, **kwargs)
 
+    # device_checkin's pipelined path (PostgreSQL) calls checkins.quick_step; quick_check_in's retry loop
+    # calls it in app/services/checkins/quick.py: both callers must see the blinded rules.
     monkeypatch.setattr(checkins, "quick_step", first_read_blind)
+    monkeypatch.setattr(quick, "quick_step", first_read_blind)
     result = device_checkin.check_in(device, poster, POSTER, now)
     monkeypatch.undo()
     assert len(calls) == 2 and calls[0] is not None  # the pipelined read did see the racing visit
