@@ -17,6 +17,7 @@ from app.errors import register_error_handlers
 from app.extensions import csrf, db, limiter, migrate
 from app.logs import configure_logging
 from app.metrics import init_metrics
+from app.models import MAX_ROW_ID
 from app.security import init_security_headers
 from app.services.personal_data import Keyring
 
@@ -74,15 +75,13 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
 
 class RowIdConverter(IntegerConverter):
-    """`<int:...>` in routes: ids are database integers, so a number too large for one (past SQLite's
-    64 bits) becomes 0, which no row has, and the route answers its own "not found" rather than the
-    driver's overflow error (a 500). Refusing it in the router instead would answer 405 to some methods."""
-
-    MAX_ID = 2**63 - 1
+    """`<int:...>` in routes: ids are INTEGER columns, so a number past their range becomes 0, which no row
+    has, and the route answers its own "not found" rather than the driver's overflow or PostgreSQL's
+    "integer out of range" (a 500). Refusing it in the router instead would answer 405 to some methods."""
 
     def to_python(self, value: str) -> int:
         number = int(value)
-        return number if number <= self.MAX_ID else 0
+        return number if number <= MAX_ROW_ID else 0
 
 
 class BoundedJSONProvider(DefaultJSONProvider):

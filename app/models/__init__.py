@@ -1,7 +1,7 @@
 """All models, imported here so that Alembic and the app see one complete metadata."""
 
 from app.models.audit import AuditEntry
-from app.models.base import Base, utcnow
+from app.models.base import MAX_ROW_ID, Base, utcnow
 from app.models.cases import Case, CaseStatus, Exposure, ExposureStatus, RiskLevel, VenueOutbreak
 from app.models.checkins import Checkin, CheckinSource, CheckoutReason, Companion
 from app.models.kiosks import Kiosk, KioskPairingCode
@@ -14,6 +14,7 @@ from app.models.rate_limits import RateLimitCounter
 from app.models.venues import Entrance, EntranceKind, PosterSigningKey, PosterVersion, Venue
 
 __all__ = [
+    "MAX_ROW_ID",
     "AuditEntry",
     "Base",
     "Case",

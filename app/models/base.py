@@ -18,6 +18,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Row ids are INTEGER columns: a number from outside (a code, a token, a URL) past this is no row of ours,
+# and on PostgreSQL comparing it with an id column fails with "integer out of range" instead.
+MAX_ROW_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime (use as a callable default, never call at import)."""
     return datetime.now(UTC)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.errors import PermissionDenied, ValidationError
 from app.extensions import db
-from app.models import Official, OfficialRole, Person
+from app.models import MAX_ROW_ID, Case, Official, OfficialRole, Person
 from app.services import accounts, audit, people
 from app.services.personal_data import keyring
 
@@ -161,6 +161,8 @@ def reveal_phone(official: Official, person_id: int, reason: str, *, now: dateti
     person = db.session.get(Person, person_id)
     if person is None:
         raise ValidationError("There is no such person.")
+    if case_id is not None and (not 0 < case_id <= MAX_ROW_ID or db.session.get(Case, case_id) is None):
+        raise ValidationError("There is no such case.", field="case_id")
     phone = people.phone_of(person)
     if phone is None:
         raise ValidationError("This person has no phone number on record.")

@@ -14,15 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Person, PersonalCodeKey
+from app.models import MAX_ROW_ID, Person, PersonalCodeKey
 from app.services.personal_data import keyring
 from venue_kiosk import codes
 
 KEY_CONTEXT = "personal-code-key"
 PURPOSES = ("qr", "ble")
-# Codes carry the key id as 32 bits unsigned; the column is a signed 32-bit integer on PostgreSQL, so an id
-# past this is no key of ours, and must not reach a query (where it is an "integer out of range" error).
-MAX_KEY_ID = 2**31 - 1
+# Codes carry the key id as 32 bits unsigned: one past the id column's range is no key of ours.
+MAX_KEY_ID = MAX_ROW_ID
 
 
 def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from app.errors import NotFoundError, ValidationError
 from app.extensions import db
-from app.models import Checkin, CheckoutReason, Person
+from app.models import MAX_ROW_ID, Checkin, CheckoutReason, Person
 
 MAX_VISIT = timedelta(hours=24)
 # A correction may move a visit, not invent another one: the new start stays this close to the old.
@@ -17,7 +17,7 @@ MAX_CORRECTION_SHIFT = timedelta(hours=24)
 
 def own_visit(person: Person, checkin_id: int) -> Checkin:
     """One of the person's own visits; anyone else's is 'not found' (its existence is not revealed)."""
-    visit = db.session.get(Checkin, checkin_id)
+    visit = db.session.get(Checkin, checkin_id) if 0 < checkin_id <= MAX_ROW_ID else None
     if visit is None or visit.person_id != person.id:
         raise NotFoundError("No such visit among yours.")
     return visit

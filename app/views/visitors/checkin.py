@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.errors import DomainError, ValidationError
 from app.extensions import db
-from app.models import CheckinSource, Entrance, Kiosk, Person, Venue, utcnow
+from app.models import MAX_ROW_ID, CheckinSource, Entrance, Kiosk, Person, Venue, utcnow
 from app.services import checkins, posters
 from app.services.i18n import t
 from app.services.personal_data import keyring
@@ -116,7 +116,8 @@ def kiosk_code(code: str) -> Any:
         parsed = codes.parse_kiosk_code(code[:64])
     except codes.KioskCodeError:
         raise ValidationError(t("kiosk_stale", lang)) from None
-    kiosk = db.session.get(Kiosk, parsed.kiosk_id)
+    # The code carries 32 bits unsigned; past the id column's range it is no kiosk (and no query).
+    kiosk = db.session.get(Kiosk, parsed.kiosk_id) if parsed.kiosk_id <= MAX_ROW_ID else None
     if kiosk is None or kiosk.revoked_at is not None:
         raise KioskCodeStale(t("kiosk_stale", lang))
     step = int(current_app.config["KIOSK_CODE_STEP_SECONDS"])

@@ -159,6 +159,13 @@ def test_revealing_a_number_needs_the_permission_and_a_reason_and_is_audited(
     revealer = make_official(now)
     sign_in(client, revealer)
     assert post(client, f"/official/people/{other.id}/reveal", {"reason": ""}).status_code == 400
+    for no_case in (case.id + 1000, 2**31, 10**30):  # a clear refusal, not a database error
+        assert (
+            post(
+                client, f"/official/people/{other.id}/reveal", {"reason": "calling them", "case_id": no_case}
+            ).status_code
+            == 400
+        )
     shown = post(client, f"/official/people/{other.id}/reveal", {"reason": "calling them", "case_id": case.id})
     assert shown.status_code == 200 and "+79162220002" in shown.text
     entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "phone.reveal")).one()

@@ -129,6 +129,8 @@ def test_kiosk_code_from_another_secret_or_garbage_is_refused(client: FlaskClien
     assert client.get(f"/k/{forged}").status_code == 410
     assert client.get("/k/" + base64.urlsafe_b64encode(b"x" * 40).decode()).status_code == 400
     assert client.get("/k/here").status_code == 410  # no kiosk pass in this browser
+    # The code carries the kiosk id as 32 bits unsigned: one past the id column's range is no kiosk.
+    assert client.get(f"/k/{codes.kiosk_code(b'x', 2**31, utcnow())}").status_code == 410
 
 
 def test_forged_device_cookie_is_ignored(client: FlaskClient, poster: Poster) -> None:

@@ -184,6 +184,9 @@ def test_erasing_needs_the_confirmation_then_removes_the_account(client: FlaskCl
     [
         ("GET", "/api/v1/me/notices/1/read"),
         ("POST", "/api/v1/me/notices/99999999999999999999999/read"),
+        ("POST", "/api/v1/me/notices/2147483648/read"),
+        ("POST", "/api/v1/me/visits/3000000000/correct"),
+        ("POST", "/api/v1/me/devices/2147483648/revoke"),
         ("POST", "/api/v1/me/visits/99999999999999999999999/correct"),
         ("POST", "/api/v1/me/devices/99999999999999999999999/revoke"),
     ],

@@ -127,6 +127,10 @@ def test_me_lists_visits_with_their_deletion_date_and_a_personal_qr(
     assert PHONE not in me.text
     qr = client.get("/me/qr.svg")
     assert qr.status_code == 200 and qr.headers["Content-Type"] == "image/svg+xml"
+    # Visit ids from the address or its query past the id column's range: "not found", not a 500.
+    visit = db.session.scalars(select(Checkin)).one()
+    assert client.get(f"/visit/{visit.id}?ended=3000000000").status_code == 404
+    assert client.get("/visit/3000000000").status_code == 404
 
 
 def test_erase_needs_a_confirmation_step_then_deletes_the_person(client: FlaskClient, db: Any, poster: Poster) -> None:
