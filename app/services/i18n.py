@@ -86,6 +86,16 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Код меняется каждые 30 секунд. Обновите страницу, если сканер его не принял.",
         "The code changes every 30 seconds. Reload the page if the scanner refuses it.",
     ),
+    "bluetooth": ("Вход по Bluetooth", "Bluetooth check-in"),
+    "bluetooth_on": (
+        "Включён: городское приложение получило ключ для киосков у входа",
+        "On: the city app got its key for the kiosks at building doors",
+    ),
+    "bluetooth_off_text": (
+        "Выключен. Его включает городское приложение; ключ меняется каждые сутки.",
+        "Off. The city app turns it on; its key changes every day.",
+    ),
+    "bluetooth_turn_off": ("Выключить вход по Bluetooth", "Turn Bluetooth check-in off"),
     "erase": ("Удалить мои данные", "Erase my data"),
     "erase_confirm_title": ("Удалить все ваши данные?", "Erase all your data?"),
     "erase_confirm_text": (

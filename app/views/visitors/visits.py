@@ -115,6 +115,7 @@ def me() -> Any:
         qr=qr_svg(personal_codes.current_qr_code(person, now)),
         phone=_masked_phone(person),
         data_access=audit.entries_about(person.id),
+        bluetooth_since=personal_codes.ble_key_issued_at(person),
     )
 
 
@@ -151,6 +152,14 @@ def notice_read(notice_id: int) -> BaseResponse:
 def device_revoke(device_id: int) -> BaseResponse:
     now = utcnow()
     sign_in.revoke_device(_signed_in(now), device_id, now)
+    return redirect("/me", code=303)
+
+
+@bp.post("/me/bluetooth/off")
+def bluetooth_off() -> BaseResponse:
+    """Turn Bluetooth check-in off: the phone's key stops vouching for anything heard from now on."""
+    now = utcnow()
+    personal_codes.revoke_keys(_signed_in(now), now, purpose="ble")
     return redirect("/me", code=303)
 
 

@@ -61,6 +61,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "visitors.erase": frozenset({VISITOR}),
     "visitors.notice_read": frozenset({VISITOR}),
     "visitors.me_qr": frozenset({VISITOR}),
+    "visitors.bluetooth_off": frozenset({VISITOR}),
     "visitors_api.request_code": EVERYONE,
     "visitors_api.confirm_code": EVERYONE,
     "visitors_api.check_in": frozenset({VISITOR}),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.models import Checkin, LoginCode, Person
-from app.services import people
+from app.models import Checkin, LoginCode, Person, PersonalCodeKey
+from app.services import people, personal_codes
 from tests.support.forms import csrf_token
 
 from .conftest import Poster, last_code_sent_to
@@ -131,6 +131,22 @@ def test_me_lists_visits_with_their_deletion_date_and_a_personal_qr(
     visit = db.session.scalars(select(Checkin)).one()
     assert client.get(f"/visit/{visit.id}?ended=3000000000").status_code == 404
     assert client.get("/visit/3000000000").status_code == 404
+
+
+def test_the_page_shows_bluetooth_check_in_and_turns_it_off(
+    client: FlaskClient, db: Any, poster: Poster, now: datetime
+) -> None:
+    sign_in_and_check_in(client, db, poster)
+    assert "Выключен. Его включает городское приложение" in client.get("/me").text
+    person = db.session.scalars(select(Person)).one()
+    key = personal_codes.ble_key_for_phone(person, now, timedelta(hours=24))
+    db.session.commit()
+    page = client.get("/me")
+    assert "Включён: городское приложение получило ключ" in page.text
+    turned_off = client.post("/me/bluetooth/off", data={"csrf_token": csrf_token(page.text)})
+    assert turned_off.status_code == 303
+    assert db.session.get(PersonalCodeKey, key.key_id).revoked_at is not None
+    assert "Выключен." in client.get("/me").text
 
 
 def test_erase_needs_a_confirmation_step_then_deletes_the_person(client: FlaskClient, db: Any, poster: Poster) -> None:
