@@ -70,4 +70,6 @@ class PersonalCodeKey(Base):
     purpose: Mapped[str] = mapped_column(String(8))  # "qr" or "ble"
     key_enc: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    revoked_at: Mapped[datetime | None]
+    # A revoked key still vouches for what a kiosk observed before; the purge removes it once that is
+    # past retention (it links a key id that travelled in clear to a person).
+    revoked_at: Mapped[datetime | None] = mapped_column(index=True)

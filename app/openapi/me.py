@@ -80,6 +80,7 @@ PATHS: dict[str, Any] = {
                 "201": _ok("A new key (the first one, a replaced one, or one older than BLE_KEY_HOURS).", "BleKey"),
                 "200": _ok("The current key, still young enough to use.", "BleKey"),
                 "400": BAD_INPUT,
+                "429": _error("More than 30 requests from this device in an hour."),
             },
             _json_body("BleKeyRequest"),
             description="The phone advertises tokens made with this key as docs/kiosk-protocols.md, section 3,"

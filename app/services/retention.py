@@ -19,6 +19,7 @@ from app.models import (
     Notice,
     OutboxMessage,
     Person,
+    PersonalCodeKey,
 )
 
 
@@ -51,6 +52,8 @@ TARGETS: tuple[PurgeTarget, ...] = (
     PurgeTarget("exposures", Exposure, Exposure.created_at, _visit_days),
     PurgeTarget("login_codes", LoginCode, LoginCode.created_at, _visit_days),
     PurgeTarget("checkins", Checkin, Checkin.checked_in_at, _visit_days),
+    # Keys revoked (replaced or turned off) longer ago than a kiosk may send late observations.
+    PurgeTarget("personal_code_keys", PersonalCodeKey, PersonalCodeKey.revoked_at, _visit_days),
     PurgeTarget("people", Person, Person.created_at, _visit_days),
     PurgeTarget("audit_entries", AuditEntry, AuditEntry.at, lambda cfg: int(cfg["AUDIT_RETENTION_DAYS"])),
 )

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from app.errors import NotFoundError, ValidationError
-from app.extensions import db
+from app.extensions import db, limiter
 from app.models import Notice, Person, RememberedDevice, utcnow
 from app.services import audit, checkins, people, personal_codes, sign_in
 from app.services.personal_data import PersonalDataError, mask_phone, secret_hash
@@ -161,7 +161,14 @@ def _this_device_hash() -> bytes | None:
 # --- Bluetooth key and personal code -----------------------------------------------------------------
 
 
+def _caller_key() -> str:
+    """Rate-limit key: the caller's device (token or cookie), as a keyed hash."""
+    return (_this_device_hash() or b"").hex() or (request.remote_addr or "")
+
+
 @bp.post("/bluetooth-key")
+# A phone needs a key a day; each replacement is a new row, so a runaway app must not mint thousands.
+@limiter.limit("30 per hour", key_func=_caller_key, scope="bluetooth-key")
 def bluetooth_key() -> Any:
     """The phone's key for Bluetooth check-in tokens (docs/kiosk-protocols.md, section 3)."""
     now = utcnow()

@@ -19,6 +19,7 @@ from app.models import (
     NoticeKind,
     OutboxMessage,
     Person,
+    PersonalCodeKey,
     RiskLevel,
 )
 from app.services.retention import TARGETS, purge_batch
@@ -125,3 +126,28 @@ def test_audit_entries_older_than_a_year_are_purged(app: Flask, db: Any, now: da
     db.session.flush()
     _purge_all(app, now)
     assert list(db.session.scalars(select(AuditEntry.action))) == ["young"]
+
+
+def test_keys_revoked_longer_ago_than_retention_are_purged_and_current_ones_kept(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    who = factories.person()
+    for purpose in ("ble", "qr"):
+        for age in (timedelta(days=21, seconds=1), timedelta(days=20, hours=23)):  # past retention, within
+            db.session.add(
+                PersonalCodeKey(
+                    person_id=who.id,
+                    purpose=purpose,
+                    key_enc=b"k",
+                    created_at=now - timedelta(days=60),
+                    revoked_at=now - age,
+                )
+            )
+        # The current key is as old as any, and never revoked: it stays.
+        db.session.add(
+            PersonalCodeKey(person_id=who.id, purpose=purpose, key_enc=b"k", created_at=now - timedelta(days=60))
+        )
+    db.session.flush()
+    assert _purge_all(app, now)["personal_code_keys"] == 2
+    kept = db.session.execute(select(PersonalCodeKey.purpose, PersonalCodeKey.revoked_at)).all()
+    assert sorted((p, r is None) for p, r in kept) == [("ble", False), ("ble", True), ("qr", False), ("qr", True)]

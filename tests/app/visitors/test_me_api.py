@@ -156,6 +156,15 @@ def test_the_bluetooth_key_is_kept_while_young_then_replaced(
     assert _count(db, PersonalCodeKey) == 3
 
 
+def test_a_runaway_app_cannot_mint_bluetooth_keys_without_end(client: FlaskClient, db: Any) -> None:
+    token, other = device_token(client, db), device_token(client, db, OTHER_PHONE)
+    answers = [client.post("/api/v1/me/bluetooth-key", json={"replace": True}, headers=_auth(token)) for _ in range(31)]
+    assert [a.status_code for a in answers] == [201] * 30 + [429]
+    assert _count(db, PersonalCodeKey) == 30
+    # Counted per device: another phone is not held back.
+    assert client.post("/api/v1/me/bluetooth-key", json={}, headers=_auth(other)).status_code == 201
+
+
 def test_the_personal_code_verifies_as_its_owner(client: FlaskClient, db: Any) -> None:
     token = device_token(client, db)
     answer = client.get("/api/v1/me/personal-code", headers=_auth(token))
