@@ -134,6 +134,7 @@ class KannelProcess:
         return all(p is not None and p.poll() is None for p in (self._bearerbox, self._smsbox))
 
     def write_config(self) -> None:
+        (self.workdir / "store").mkdir(exist_ok=True)
         s = self.settings
         # Without an endpoint the service still needs a body; max-messages = 0 keeps it unsent.
         service = f'get-url = "{mo_url_with_placeholders(s.mo_url, s.mo_secret)}"' if s.mo_url else 'text = ""'
@@ -183,6 +184,14 @@ class KannelProcess:
         # reports to a box that is gone ("smsbox_list empty!") until it is killed.
         self._terminate(self._bearerbox)
         self._terminate(self._smsbox)
+        self._smsbox = self._bearerbox = None
+
+    def crash(self) -> None:
+        """Kill both boxes at once (SIGKILL): nothing is flushed or unbound on the way out."""
+        for process in (self._bearerbox, self._smsbox):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
         self._smsbox = self._bearerbox = None
 
     def restart_smsbox(self, mo_url: str | None = None, timeout: float = READY_TIMEOUT) -> None:

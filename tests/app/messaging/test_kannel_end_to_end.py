@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,8 @@ from app.services.channels import AttemptResult, Outgoing, build_sms_gateway
 from app.services.dispatch import Channels, DispatchSettings, dispatch_once
 from app.services.outbox import retry_failed
 from tests.app.messaging.conftest import INBOUND_SECRET, ScriptedChannels, queue, stand_in_for_sms_commands
-from tests.support.kannel import KannelProcess, find_binary, make_kannel_fixture
+from tests.support.kannel import KannelProcess, KannelSettings, find_binary, make_kannel_fixture, running_kannel
+from tests.support.kannel.smsc import TestSmsc
 from tests.support.live import LiveServer, require
 
 # No quiet hours here: these tests run at whatever hour the machine's clock says.
@@ -265,3 +267,46 @@ def test_claims_are_committed_before_anything_is_sent(live_app: Flask) -> None:
         engine.dispose()
     assert seen == [("sending", True)]
     assert statuses(live_app, [message_id]) == {message_id: MessageStatus.SENT}
+
+
+def test_messages_kannel_accepted_survive_a_gateway_crash_in_its_store(live_app: Flask, tmp_path: Path) -> None:
+    """The outbox hands a message over once Kannel accepts it; from then on Kannel's store keeps it. With the
+    operator's SMSC away, bearerbox holds the accepted messages in its queue; killed there and restarted,
+    it sends every one of them, once, and their delivery reports still come back."""
+    require(find_binary("bearerbox") is not None, "Kannel is not installed: run `bash .ci/install-kannel.sh`")
+    gateway = running_kannel(tmp_path, KannelSettings(max_pending_submits=100))
+    process = next(gateway)
+    replacement: TestSmsc | None = None
+    try:
+        config = kannel_config(live_app, process)
+        chans = Channels(config, build_sms_gateway(config, concurrency=8))
+        try:
+            port = process.smsc.port
+            process.smsc.close()  # the SMSC goes away; Kannel keeps accepting into its queue
+            deadline = time.monotonic() + 10
+            while "online" in (process.status_text() or "").split("SMSC connections:")[-1]:
+                assert time.monotonic() < deadline, process.status_text()
+                time.sleep(0.05)
+            now = utcnow()
+            recipients = [f"+7916557{i:04d}" for i in range(5)]
+            ids = [
+                committed(live_app, lambda r=r, i=i: queue(now, key=f"crash-{i}", recipient=r, body=f"Сообщение {i}"))
+                for i, r in enumerate(recipients)
+            ]
+            assert dispatch(live_app, chans, now).sent == 5  # accepted by Kannel: the outbox's part is done
+            assert not any(process.smsc.messages)
+            process.crash()
+            replacement = TestSmsc(port=port)
+            replacement.start()
+            process.smsc = replacement
+            process.start()
+            replacement.wait_until(lambda: all(arrived(process, r[1:]) for r in recipients), timeout=30)
+            wait_for_statuses(live_app, dict.fromkeys(ids, MessageStatus.DELIVERED), timeout=30)
+            time.sleep(0.5)  # anything sent twice would have arrived by now
+            assert [len(arrived(process, r[1:])) for r in recipients] == [1] * 5
+        finally:
+            chans.close()
+    finally:
+        gateway.close()
+        if replacement is not None:
+            replacement.close()
