@@ -14,9 +14,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.errors import NotFoundError, ValidationError
 from app.extensions import db, limiter
-from app.models import Notice, Person, RememberedDevice, utcnow
+from app.models import Notice, RememberedDevice, utcnow
 from app.services import audit, checkins, people, personal_codes, sign_in
-from app.services.personal_data import PersonalDataError, mask_phone, secret_hash
+from app.services.personal_data import secret_hash
 from app.views.visitors_api import api_person, json_body, visit_json
 from venue_kiosk import codes
 
@@ -31,7 +31,7 @@ def profile() -> Any:
     now = utcnow()
     person = api_person(now)
     return jsonify(
-        phone=_masked_phone(person),
+        phone=people.masked_phone(person),
         preferred_language=person.preferred_language,
         retention_days=int(current_app.config["RETENTION_DAYS"]),
         bluetooth_key_issued_at=_iso(personal_codes.ble_key_issued_at(person)),
@@ -230,15 +230,6 @@ def erase() -> Any:
         )
     row_deleted = people.erase_person(person, now)
     return jsonify(erased=True, case_record_kept=not row_deleted)
-
-
-def _masked_phone(person: Person) -> str | None:
-    # In sealed mode the web tier cannot open stored numbers, by design: show nothing rather than fail.
-    try:
-        phone = people.phone_of(person)
-    except PersonalDataError:
-        return None
-    return mask_phone(phone) if phone else None
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -13,9 +13,8 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.errors import NotFoundError, ValidationError
 from app.extensions import db
-from app.models import Notice, Person, Venue, utcnow
+from app.models import Notice, Venue, utcnow
 from app.services import audit, checkins, people, personal_codes, sign_in
-from app.services.personal_data import PersonalDataError, mask_phone
 from app.views.visitors.identity import DEVICE_COOKIE, _signed_in, bp, current_person, device_token_from_cookie
 
 # --- a visit --------------------------------------------------------------------------------------
@@ -113,18 +112,10 @@ def me() -> Any:
         devices=sign_in.devices_of(person),
         this_device_hash=secret_hash(token) if token else None,
         qr=qr_svg(personal_codes.current_qr_code(person, now)),
-        phone=_masked_phone(person),
+        phone=people.masked_phone(person),
         data_access=audit.entries_about(person.id),
         bluetooth_since=personal_codes.ble_key_issued_at(person),
     )
-
-
-def _masked_phone(person: Person) -> str:
-    # In sealed mode the web tier cannot open stored numbers, by design: show nothing rather than fail.
-    try:
-        return mask_phone(people.phone_of(person) or "")
-    except PersonalDataError:
-        return ""
 
 
 @bp.get("/me/qr.svg")
