@@ -56,9 +56,10 @@ PATHS: dict[str, Any] = {
     "/api/v1/checkins": {
         "post": {
             "tags": ["visitors"],
-            "summary": "Check in with a scanned poster token",
+            "summary": "Check in with a scanned poster or kiosk screen",
             "description": "A repeat check-in at the venue of the open visit continues it (200); a check-in "
-            "elsewhere ends the open visit and creates a new one (201).",
+            "elsewhere ends the open visit and creates a new one (201). A kiosk's code checks in at the kiosk's "
+            "entrance.",
             "security": [{"bearer": []}],
             "requestBody": _json_body("CheckinRequest"),
             "responses": {
@@ -66,7 +67,7 @@ PATHS: dict[str, Any] = {
                 "200": _ok("The open visit continues.", "CheckinResult"),
                 "400": BAD_INPUT,
                 "401": UNAUTHORIZED,
-                "410": _error("The poster was replaced or the venue is closed."),
+                "410": _error("The poster was replaced, the venue is closed, or the kiosk's code has changed."),
                 "415": NOT_JSON,
             },
         }
@@ -133,9 +134,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "CheckinRequest": {
         "type": "object",
-        "required": ["poster_token"],
+        "description": "Exactly one of poster_token and kiosk_code.",
         "properties": {
-            "poster_token": {"type": "string", "maxLength": 160},
+            "poster_token": {"type": "string", "maxLength": 160, "description": "the text after /p/ in a poster's QR"},
+            "kiosk_code": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "the text after /k/ in a kiosk's rotating on-screen QR; valid for seconds",
+            },
             "party_size": {"type": "integer", "minimum": 1, "maximum": 50, "default": 1},
             "companion_phones": {"type": "array", "items": {"type": "string"}, "maxItems": 49},
         },

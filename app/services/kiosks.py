@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from datetime import datetime, timedelta
 
@@ -9,8 +11,9 @@ from sqlalchemy import select
 
 from app.errors import NotFoundError
 from app.extensions import db
-from app.models import Entrance, Kiosk, KioskPairingCode, Venue
-from app.services.personal_data import secret_hash
+from app.models import MAX_ROW_ID, Entrance, Kiosk, KioskPairingCode, Venue
+from app.services.personal_data import keyring, secret_hash
+from venue_kiosk import codes
 
 PAIRING_CODE_TTL = timedelta(hours=24)
 
@@ -62,3 +65,35 @@ def revoke_kiosk(kiosk: Kiosk, now: datetime) -> None:
     if kiosk.revoked_at is None:
         kiosk.revoked_at = now
         db.session.flush()
+
+
+def kiosk_for_code(code: str, now: datetime, *, step_s: int, window_steps: int) -> Kiosk | None:
+    """The live kiosk whose rotating on-screen code this is, if the code is current (docs/kiosk-protocols.md,
+    section 1); None for an unknown or revoked kiosk, a wrong MAC or a stale step.
+
+    Raises codes.KioskCodeError when the text is not a kiosk code at all.
+    """
+    parsed = codes.parse_kiosk_code(code[:64])
+    # The code carries 32 bits unsigned; past the id column's range it is no kiosk (and no query).
+    kiosk = db.session.get(Kiosk, parsed.kiosk_id) if parsed.kiosk_id <= MAX_ROW_ID else None
+    if kiosk is None or kiosk.revoked_at is not None:
+        return None
+    stored = keyring().decrypt(kiosk.rotation_secret_enc, context="kiosk")
+    if not any(
+        codes.verify_kiosk_code(code, secret, kiosk.id, now, window_steps=window_steps, step_s=step_s)
+        for secret in _secret_candidates(stored)
+    ):
+        return None
+    return kiosk
+
+
+def _secret_candidates(stored: str) -> list[bytes]:
+    """The MAC key as the kiosk holds it: the stored text itself, or the bytes it encodes in base64url."""
+    candidates = [stored.encode()]
+    try:
+        decoded = base64.urlsafe_b64decode(stored + "=" * (-len(stored) % 4))
+    except (binascii.Error, ValueError):
+        return candidates
+    if len(decoded) >= 16:
+        candidates.append(decoded)
+    return candidates

@@ -15,11 +15,13 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from app.errors import DomainError, NotFoundError, ValidationError
 from app.extensions import db, limiter
-from app.models import Checkin, CheckinSource, Person, Venue, utcnow
-from app.services import checkins, device_checkin, posters, sign_in
+from app.models import Checkin, CheckinSource, Entrance, Person, Venue, utcnow
+from app.services import checkins, device_checkin, kiosks, posters, sign_in
 from app.views.visitors import current_person
+from venue_kiosk import codes
 
 bp = Blueprint("visitors_api", __name__, url_prefix="/api/v1")
+MAX_KIOSK_CODE = 64
 
 
 class Unauthorized(DomainError):
@@ -107,6 +109,9 @@ def check_in() -> Any:
     party_size = body.get("party_size", 1)
     phones = body.get("companion_phones", [])
     header = request.headers.get("Authorization", "")
+    kiosk_code = body.get("kiosk_code")
+    if kiosk_code is not None:
+        return _check_in_at_kiosk(body, kiosk_code, party_size, phones, now)
     if header.startswith("Bearer ") and type(party_size) is int and party_size == 1 and phones == []:
         # The common case, a visitor alone with a remembered phone: plain columns, no ORM objects.
         try:
@@ -127,21 +132,72 @@ def check_in() -> Any:
         return jsonify(payload), 201 if quick.status == "created" else 200
     person = api_person(now)
     ref = posters.resolve_poster_token(_string(body, "poster_token", posters.MAX_TOKEN_CHARS), now)
+    result = checkins.check_in(
+        person,
+        ref.venue,
+        ref.entrance,
+        CheckinSource.POSTER,
+        now,
+        party_size=party_size,
+        companion_phones=_companion_phones(phones),
+    )
+    return _result_json(result, ref.venue)
+
+
+def _companion_phones(phones: object) -> list[str]:
     if (
         not isinstance(phones, list)
         or len(phones) > checkins.MAX_PARTY_SIZE
         or not all(isinstance(p, str) for p in phones)
     ):
         raise ValidationError("'companion_phones' must be a list of phone numbers.", field="companion_phones")
-    result = checkins.check_in(
-        person, ref.venue, ref.entrance, CheckinSource.POSTER, now, party_size=party_size, companion_phones=phones
-    )
+    return phones
+
+
+def _result_json(result: checkins.CheckinResult, venue: Venue) -> Any:
     payload = {
         "status": result.status,
-        "checkin": visit_json(result.checkin, ref.venue),
+        "checkin": visit_json(result.checkin, venue),
         "ended": visit_json(result.ended) if result.ended else None,
     }
     return jsonify(payload), 201 if result.status == "created" else 200
+
+
+class KioskCodeStale(DomainError):
+    status = 410
+
+
+def _check_in_at_kiosk(body: dict[str, Any], kiosk_code: object, party_size: Any, phones: object, now: datetime) -> Any:
+    """Check in at the entrance whose kiosk shows this rotating code (the text after /k/ in its QR)."""
+    person = api_person(now)
+    if "poster_token" in body:
+        raise ValidationError("Send either 'poster_token' or 'kiosk_code', not both.", field="kiosk_code")
+    if not isinstance(kiosk_code, str) or not 0 < len(kiosk_code) <= MAX_KIOSK_CODE:
+        raise ValidationError("'kiosk_code' is not a code from a kiosk's screen.", field="kiosk_code")
+    try:
+        kiosk = kiosks.kiosk_for_code(
+            kiosk_code,
+            now,
+            step_s=int(current_app.config["KIOSK_CODE_STEP_SECONDS"]),
+            window_steps=int(current_app.config["KIOSK_CODE_WINDOW_STEPS"]),
+        )
+    except codes.KioskCodeError:
+        raise ValidationError("'kiosk_code' is not a code from a kiosk's screen.", field="kiosk_code") from None
+    if kiosk is None:
+        raise KioskCodeStale("The code on the kiosk's screen has changed; scan it again.")
+    entrance = db.session.get(Entrance, kiosk.entrance_id)
+    assert entrance is not None  # a foreign key
+    result = checkins.check_in(
+        person,
+        entrance.venue,
+        entrance,
+        CheckinSource.KIOSK_QR,
+        now,
+        party_size=party_size,
+        companion_phones=_companion_phones(phones),
+        kiosk_id=kiosk.id,
+    )
+    return _result_json(result, entrance.venue)
 
 
 def view_json(visit: checkins.VisitView) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,10 +11,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.errors import DomainError, ValidationError
 from app.extensions import db
-from app.models import MAX_ROW_ID, CheckinSource, Entrance, Kiosk, Person, Venue, utcnow
-from app.services import checkins, posters
+from app.models import CheckinSource, Entrance, Person, Venue, utcnow
+from app.services import checkins, kiosks, posters
 from app.services.i18n import t
-from app.services.personal_data import keyring
 from app.views.visitors.identity import bp, current_person
 from venue_kiosk import codes
 
@@ -113,20 +110,15 @@ def kiosk_code(code: str) -> Any:
     now = utcnow()
     lang = g.visitor_lang
     try:
-        parsed = codes.parse_kiosk_code(code[:64])
+        kiosk = kiosks.kiosk_for_code(
+            code,
+            now,
+            step_s=int(current_app.config["KIOSK_CODE_STEP_SECONDS"]),
+            window_steps=int(current_app.config["KIOSK_CODE_WINDOW_STEPS"]),
+        )
     except codes.KioskCodeError:
         raise ValidationError(t("kiosk_stale", lang)) from None
-    # The code carries 32 bits unsigned; past the id column's range it is no kiosk (and no query).
-    kiosk = db.session.get(Kiosk, parsed.kiosk_id) if parsed.kiosk_id <= MAX_ROW_ID else None
-    if kiosk is None or kiosk.revoked_at is not None:
-        raise KioskCodeStale(t("kiosk_stale", lang))
-    step = int(current_app.config["KIOSK_CODE_STEP_SECONDS"])
-    window = int(current_app.config["KIOSK_CODE_WINDOW_STEPS"])
-    stored = keyring().decrypt(kiosk.rotation_secret_enc, context="kiosk")
-    if not any(
-        codes.verify_kiosk_code(code, secret, kiosk.id, now, window_steps=window, step_s=step)
-        for secret in _kiosk_secret_candidates(stored)
-    ):
+    if kiosk is None:
         raise KioskCodeStale(t("kiosk_stale", lang))
     session["kiosk"] = {
         "kiosk_id": kiosk.id,
@@ -134,18 +126,6 @@ def kiosk_code(code: str) -> Any:
         "until": (now + KIOSK_PASS).timestamp(),
     }
     return redirect(url_for("visitors.kiosk_here"), code=303)
-
-
-def _kiosk_secret_candidates(stored: str) -> list[bytes]:
-    """The MAC key as the kiosk holds it: the stored text itself, or the bytes it encodes in base64url."""
-    candidates = [stored.encode()]
-    try:
-        decoded = base64.urlsafe_b64decode(stored + "=" * (-len(stored) % 4))
-    except (binascii.Error, ValueError):
-        return candidates
-    if len(decoded) >= 16:
-        candidates.append(decoded)
-    return candidates
 
 
 @bp.get("/k/here")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.models import Checkin, LoginCode
+from app.models import Checkin, CheckinSource, LoginCode, utcnow
+from venue_kiosk import codes
 
 from .conftest import Poster, last_code_sent_to
+from .test_bad_input import kiosk_for
 
 PHONE = "+79169100001"
 
@@ -117,3 +120,33 @@ def test_openapi_documents_the_visitor_paths(client: FlaskClient) -> None:
     ):
         assert path in spec["paths"]
     assert "415" in spec["paths"]["/api/v1/checkins"]["post"]["responses"]
+
+
+def test_a_kiosk_screen_code_checks_in_at_the_kiosks_entrance(client: FlaskClient, db: Any, poster: Poster) -> None:
+    kiosk, secret = kiosk_for(db, poster)
+    db.session.commit()
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    fresh = codes.kiosk_code(secret, kiosk.id, utcnow())
+    refused = {
+        "stale": ({"kiosk_code": codes.kiosk_code(secret, kiosk.id, utcnow() - timedelta(minutes=5))}, 410),
+        "forged": ({"kiosk_code": codes.kiosk_code(b"another-secret", kiosk.id, utcnow())}, 410),
+        "no such kiosk": ({"kiosk_code": codes.kiosk_code(secret, 2**31, utcnow())}, 410),
+        "garbage": ({"kiosk_code": "x" * 10_000}, 400),
+        "not text": ({"kiosk_code": 12345}, 400),
+        "both": ({"kiosk_code": fresh, "poster_token": poster.token}, 400),
+        "party of zero": ({"kiosk_code": fresh, "party_size": 0}, 400),
+    }
+    for name, (body, status) in refused.items():
+        answer = client.post("/api/v1/checkins", json=body, headers=auth)
+        assert answer.status_code == status, (name, answer.json)
+        assert answer.json["error"], name
+    assert db.session.scalar(select(func.count()).select_from(Checkin)) == 0
+    made = client.post("/api/v1/checkins", json={"kiosk_code": fresh, "party_size": 2}, headers=auth)
+    assert made.status_code == 201, made.json
+    visit = db.session.get(Checkin, made.json["checkin"]["id"])
+    assert (visit.source, visit.kiosk_id, visit.entrance_id, visit.party_size) == (
+        CheckinSource.KIOSK_QR, kiosk.id, kiosk.entrance_id, 2,
+    )  # fmt: skip
+    again = client.post("/api/v1/checkins", json={"kiosk_code": fresh}, headers=auth)
+    assert again.status_code == 200 and again.json["checkin"]["id"] == visit.id
+    assert client.post("/api/v1/checkins", json={"kiosk_code": fresh}).status_code == 401
