@@ -17,6 +17,10 @@ def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = N
     return operation
 
 
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
 PATHS: dict[str, Any] = {
     "/api/v1/me": {
         "get": _op(
@@ -44,7 +48,7 @@ PATHS: dict[str, Any] = {
             "Mark a notice read",
             {"200": _ok("Marked.", "NoticeResult"), "404": _error("No such notice among yours.")},
             _EMPTY_BODY,
-            parameters=[{"name": "notice_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            parameters=[_path_id("notice_id")],
         )
     },
     "/api/v1/me/visits/{checkin_id}/correct": {
@@ -59,7 +63,7 @@ PATHS: dict[str, Any] = {
                 "404": _error("No such visit among yours."),
             },
             _json_body("VisitCorrection"),
-            parameters=[{"name": "checkin_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            parameters=[_path_id("checkin_id")],
         )
     },
     "/api/v1/me/devices": {
@@ -70,7 +74,7 @@ PATHS: dict[str, Any] = {
             "Sign a device out (its token stops working)",
             {"200": _ok("Signed out.", "DeviceResult"), "404": _error("No such device among yours.")},
             _EMPTY_BODY,
-            parameters=[{"name": "device_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            parameters=[_path_id("device_id")],
         )
     },
     "/api/v1/me/bluetooth-key": {

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, exists, select, update
 from sqlalchemy.orm import aliased
 
-from app.errors import PermissionDenied, ValidationError
+from app.errors import NotFoundError, PermissionDenied, ValidationError
 from app.extensions import db
 from app.models import (
     Case,
@@ -75,6 +75,21 @@ class Actor:
 
 
 # --- the stop switch -------------------------------------------------------------------------------
+
+
+def inbox_of(person: Person) -> list[Notice]:
+    """The person's notices, newest first (their page and the app show the same list)."""
+    query = select(Notice).where(Notice.person_id == person.id).order_by(Notice.created_at.desc(), Notice.id.desc())
+    return list(db.session.scalars(query))
+
+
+def mark_read(person: Person, notice_id: int, now: datetime) -> Notice:
+    """Mark one of the person's notices read; anyone else's is "not found" (its existence is not revealed)."""
+    notice = db.session.get(Notice, notice_id)
+    if notice is None or notice.person_id != person.id:
+        raise NotFoundError("No such notice among yours.")
+    notice.read_at = notice.read_at or now
+    return notice
 
 
 def sending_halted() -> bool:

@@ -20,8 +20,6 @@ from venue_kiosk import codes
 
 KEY_CONTEXT = "personal-code-key"
 PURPOSES = ("qr", "ble")
-# Codes carry the key id as 32 bits unsigned: one past the id column's range is no key of ours.
-MAX_KEY_ID = MAX_ROW_ID
 
 
 def active_key(person: Person, purpose: str, now: datetime) -> PersonalCodeKey:
@@ -105,7 +103,7 @@ def key_lookup(purpose: str) -> object:
     """A `key_lookup(ref) -> bytes | None` for venue_kiosk.codes verifiers."""
 
     def lookup(ref: int) -> bytes | None:
-        if not 0 < ref <= MAX_KEY_ID:
+        if not 0 < ref <= MAX_ROW_ID:  # codes carry 32 bits unsigned: past the id range is no key of ours
             return None
         key = db.session.get(PersonalCodeKey, ref)
         if key is None or key.purpose != purpose or key.revoked_at is not None:

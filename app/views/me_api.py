@@ -12,12 +12,13 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from app.errors import NotFoundError, ValidationError
-from app.extensions import db, limiter
-from app.models import Notice, RememberedDevice, utcnow
-from app.services import audit, checkins, people, personal_codes, sign_in
+from app.errors import ValidationError
+from app.extensions import limiter
+from app.models import Notice, Person, RememberedDevice, utcnow
+from app.services import audit, checkins, notices, people, personal_codes, sign_in
 from app.services.personal_data import secret_hash
-from app.views.visitors_api import api_person, json_body, visit_json
+from app.views.visitors import device_token_from_cookie
+from app.views.visitors_api import api_person, bearer_token, json_body, visit_json
 from venue_kiosk import codes
 
 bp = Blueprint("me_api", __name__, url_prefix="/api/v1/me")
@@ -35,7 +36,7 @@ def profile() -> Any:
         preferred_language=person.preferred_language,
         retention_days=int(current_app.config["RETENTION_DAYS"]),
         bluetooth_key_issued_at=_iso(personal_codes.ble_key_issued_at(person)),
-        devices=[_device_json(d) for d in sign_in.devices_of(person)],
+        devices=_devices_json(person),
         data_access=[
             {"at": e.at.isoformat(), "actor_kind": e.actor_kind, "actor_id": e.actor_id, "action": e.action}
             for e in audit.entries_about(person.id)
@@ -47,16 +48,13 @@ def profile() -> Any:
 
 
 @bp.get("/notices")
-def notices() -> Any:
+def notice_list() -> Any:
     now = utcnow()
     person = api_person(now)
     lang = request.args.get("lang", person.preferred_language)
     if lang not in ("ru", "en"):
         raise ValidationError("lang must be ru or en.", field="lang")
-    rows = db.session.scalars(
-        db.select(Notice).where(Notice.person_id == person.id).order_by(Notice.created_at.desc(), Notice.id.desc())
-    )
-    return jsonify(notices=[_notice_json(n, lang) for n in rows])
+    return jsonify(notices=[_notice_json(n, lang) for n in notices.inbox_of(person)])
 
 
 @bp.post("/notices/<int:notice_id>/read")
@@ -64,10 +62,7 @@ def notice_read(notice_id: int) -> Any:
     now = utcnow()
     json_body()
     person = api_person(now)
-    notice = db.session.get(Notice, notice_id)
-    if notice is None or notice.person_id != person.id:
-        raise NotFoundError("No such notice among yours.")
-    notice.read_at = notice.read_at or now
+    notice = notices.mark_read(person, notice_id, now)
     return jsonify(notice=_notice_json(notice, person.preferred_language))
 
 
@@ -127,7 +122,7 @@ def _moment(body: dict[str, Any], name: str) -> datetime:
 @bp.get("/devices")
 def devices() -> Any:
     person = api_person(utcnow())
-    return jsonify(devices=[_device_json(d) for d in sign_in.devices_of(person)])
+    return jsonify(devices=_devices_json(person))
 
 
 @bp.post("/devices/<int:device_id>/revoke")
@@ -135,13 +130,18 @@ def device_revoke(device_id: int) -> Any:
     now = utcnow()
     json_body()
     device = sign_in.revoke_device(api_person(now), device_id, now)
-    return jsonify(device=_device_json(device))
+    return jsonify(device=_device_json(device, _this_device_hash()))
 
 
-def _device_json(device: RememberedDevice) -> dict[str, Any]:
+def _devices_json(person: Person) -> list[dict[str, Any]]:
+    this_device_hash = _this_device_hash()
+    return [_device_json(d, this_device_hash) for d in sign_in.devices_of(person)]
+
+
+def _device_json(device: RememberedDevice, this_device_hash: bytes | None) -> dict[str, Any]:
     return {
         "id": device.id,
-        "this_device": device.token_hash == _this_device_hash(),
+        "this_device": device.token_hash == this_device_hash,
         "created_at": device.created_at.isoformat(),
         "last_used_at": _iso(device.last_used_at),
         "revoked_at": _iso(device.revoked_at),
@@ -149,12 +149,9 @@ def _device_json(device: RememberedDevice) -> dict[str, Any]:
 
 
 def _this_device_hash() -> bytes | None:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return secret_hash(header[7:].strip())
-    from app.views.visitors import device_token_from_cookie
-
-    token = device_token_from_cookie()
+    token = bearer_token()
+    if token is None:
+        token = device_token_from_cookie()
     return secret_hash(token) if token else None
 
 

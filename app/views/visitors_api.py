@@ -50,11 +50,17 @@ def _string(body: dict[str, Any], name: str, max_len: int, required: bool = True
     return value
 
 
-def api_person(now: datetime) -> Person:
+def bearer_token() -> str | None:
+    """The device token sent as `Authorization: Bearer <token>`; None if the request sends none."""
     header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
+    return header[7:].strip() if header.startswith("Bearer ") else None
+
+
+def api_person(now: datetime) -> Person:
+    token = bearer_token()
+    if token is not None:
         try:
-            person = sign_in.person_for_device(header[7:].strip(), now)
+            person = sign_in.person_for_device(token, now)
         except sign_in.DeviceRevoked as exc:
             raise Unauthorized(exc.message) from None
     else:
@@ -108,18 +114,18 @@ def check_in() -> Any:
     body = json_body()
     party_size = body.get("party_size", 1)
     phones = body.get("companion_phones", [])
-    header = request.headers.get("Authorization", "")
+    token = bearer_token()
     kiosk_code = body.get("kiosk_code")
     if kiosk_code is not None:
         return _check_in_at_kiosk(body, kiosk_code, party_size, phones, now)
-    if header.startswith("Bearer ") and type(party_size) is int and party_size == 1 and phones == []:
+    if token is not None and type(party_size) is int and party_size == 1 and phones == []:
         # The common case, a visitor alone with a remembered phone: plain columns, no ORM objects.
         try:
             poster_token, poster_problem = _string(body, "poster_token", posters.MAX_TOKEN_CHARS), None
         except ValidationError as exc:  # answered after the device, as on the general path
             poster_token, poster_problem = "", exc
         try:
-            quick = device_checkin.check_in(header[7:].strip(), poster_token, CheckinSource.POSTER, now, poster_problem)
+            quick = device_checkin.check_in(token, poster_token, CheckinSource.POSTER, now, poster_problem)
         except sign_in.DeviceRevoked as exc:
             raise Unauthorized(exc.message) from None
         if quick is None:

@@ -14,11 +14,10 @@ from sqlalchemy import or_, select
 
 from app.errors import ValidationError
 from app.extensions import db
-from app.models import Checkin, CheckinSource, PersonalCodeKey
+from app.models import MAX_ROW_ID, Checkin, CheckinSource, PersonalCodeKey
 from app.services.kiosk_sync.enrolment import KioskContext, parse_time
 from app.services.kiosk_sync.recording import VerifiedItem, _among, record_visits_in_bulk
 from app.services.personal_codes import KEY_CONTEXT as PERSONAL_KEY_CONTEXT
-from app.services.personal_codes import MAX_KEY_ID
 from app.services.personal_data import PersonalDataError, keyring
 from venue_kiosk import codes
 
@@ -246,7 +245,7 @@ def _is_step_low_fresh(step_low: int, at: datetime, window_steps: int) -> bool:
 
 def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int, _Key]:
     """The purpose's keys with these ids (the code's person_ref or key_id), decrypted; one query."""
-    key_ids = {i for i in key_ids if 0 < i <= MAX_KEY_ID}  # a phone may advertise any 32-bit id
+    key_ids = {i for i in key_ids if 0 < i <= MAX_ROW_ID}  # a phone may advertise any 32-bit id
     if not key_ids or oldest is None:
         return {}
     rows = db.session.execute(

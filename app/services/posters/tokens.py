@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from app.errors import DomainError
+from app.models import MAX_ROW_ID
 
 TOKEN_FORMAT = 1
 SIGNATURE_BYTES = 64
 # Bound on what we even try to decode: real tokens are about 115 characters.
 MAX_TOKEN_CHARS = 160
 MAX_VARINT_BYTES = 5
-MAX_FIELD_VALUE = 2**31 - 1  # ids and versions are INTEGER columns
+MAX_FIELD_VALUE = MAX_ROW_ID  # ids and versions are INTEGER columns
 # Domain separation: a signature made for a poster can never be replayed as anything else.
 SIGNING_PREFIX = b"checkin-poster\x00"
 

@@ -11,10 +11,10 @@ from flask import Response, current_app, make_response, redirect, render_templat
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.errors import NotFoundError, ValidationError
+from app.errors import ValidationError
 from app.extensions import db
-from app.models import Notice, Venue, utcnow
-from app.services import audit, checkins, people, personal_codes, sign_in
+from app.models import Venue, utcnow
+from app.services import audit, checkins, notices, people, personal_codes, sign_in
 from app.views.visitors.identity import DEVICE_COOKIE, _signed_in, bp, current_person, device_token_from_cookie
 
 # --- a visit --------------------------------------------------------------------------------------
@@ -96,9 +96,6 @@ def me() -> Any:
     retention = int(current_app.config["RETENTION_DAYS"])
     visits = checkins.visits_of(person, now, retention)
     venues = {v.id: v for v in db.session.query(Venue).filter(Venue.id.in_({c.venue_id for c in visits}))}
-    notices = list(
-        db.session.scalars(db.select(Notice).where(Notice.person_id == person.id).order_by(Notice.created_at.desc()))
-    )
     token = device_token_from_cookie()
     from app.services.personal_data import secret_hash
 
@@ -108,7 +105,7 @@ def me() -> Any:
         visits=visits,
         venues=venues,
         deleted_on=lambda c: c.checked_in_at + timedelta(days=retention),
-        notices=notices,
+        notices=notices.inbox_of(person),
         devices=sign_in.devices_of(person),
         this_device_hash=secret_hash(token) if token else None,
         qr=qr_svg(personal_codes.current_qr_code(person, now)),
@@ -132,10 +129,7 @@ def me_qr() -> Response:
 def notice_read(notice_id: int) -> BaseResponse:
     now = utcnow()
     person = _signed_in(now)
-    notice = db.session.get(Notice, notice_id)
-    if notice is None or notice.person_id != person.id:
-        raise NotFoundError("No such notice among yours.")
-    notice.read_at = notice.read_at or now
+    notices.mark_read(person, notice_id, now)
     return redirect("/me", code=303)
 
 
