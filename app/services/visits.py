@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from app.extensions import db
 from app.models import Checkin, CheckoutReason
+
+
+def overdue_query(now: datetime, batch_size: int) -> Select[tuple[int]]:
+    """The ids of up to `batch_size` open visits whose planned end has passed, the most overdue first."""
+    return (
+        select(Checkin.id)
+        # The last condition is always true; it names the condition of ix_checkins_open_planned_checkout_at
+        # (app/models/checkins.py), which not every database infers from "<= now".
+        .where(
+            Checkin.checked_out_at.is_(None),
+            Checkin.planned_checkout_at <= now,
+            Checkin.planned_checkout_at.is_not(None),
+        )
+        .order_by(Checkin.planned_checkout_at)
+        .limit(batch_size)
+    )
 
 
 def close_overdue_visits(now: datetime, batch_size: int) -> int:
@@ -16,12 +32,7 @@ def close_overdue_visits(now: datetime, batch_size: int) -> int:
     The visit ends at its planned time, not at `now`: a late job run must not stretch anyone's stay
     (that would create exposures that never happened).
     """
-    ids = db.session.scalars(
-        select(Checkin.id)
-        .where(Checkin.checked_out_at.is_(None), Checkin.planned_checkout_at <= now)
-        .order_by(Checkin.planned_checkout_at)
-        .limit(batch_size)
-    ).all()
+    ids = db.session.scalars(overdue_query(now, batch_size)).all()
     if not ids:
         return 0
     db.session.execute(

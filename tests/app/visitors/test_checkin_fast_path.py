@@ -177,3 +177,51 @@ def test_last_seen_is_written_only_when_it_is_stale(db: Any, now: datetime) -> N
     checkins.quick_check_in(person.id, now, target(venue), POSTER, now + timedelta(minutes=5))
     db.session.expire_all()
     assert db.session.get(Person, person.id).last_seen_at == now  # within the hour: not rewritten
+
+
+def test_the_device_path_reads_once_and_writes_once_when_nobody_races(
+    db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On PostgreSQL the writes travel as one statement: the new visit must be inserted after the open
+    # visit it ends is closed, or the one-open-visit index refuses it and the retry loop runs a second
+    # round (correct, but twice the work). One round per check-in means the order held.
+    cafe, theatre = factories.venue(), factories.venue()
+    person = factories.person()
+    device = sign_in.remember_device(person, now - timedelta(days=1))
+    cafe_poster, theatre_poster = (
+        posters.issue_poster(v.entrances[0], now - timedelta(minutes=1))[1] for v in (cafe, theatre)
+    )
+    real_step = checkins.quick_step
+    rounds: list[Any] = []
+
+    def counted(*args: Any, **kwargs: Any) -> checkins.QuickStep:
+        rounds.append(args[0])
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(checkins, "quick_step", counted)
+    monkeypatch.setattr(quick, "quick_step", counted)
+    first = device_checkin.check_in(device, cafe_poster, POSTER, now)
+    moved = device_checkin.check_in(device, theatre_poster, POSTER, now + timedelta(minutes=5))
+    again = device_checkin.check_in(device, theatre_poster, POSTER, now + timedelta(minutes=6))
+    assert first is not None and moved is not None and again is not None
+    assert (first.status, moved.status, again.status) == ("created", "created", "continued")
+    assert moved.ended is not None and moved.ended.id == first.checkin.id
+    assert len(rounds) == 3
+    assert visits(person) == [
+        (
+            cafe.id,
+            now,
+            now + timedelta(minutes=cafe.default_stay_minutes),
+            now + timedelta(minutes=5),
+            CheckoutReason.NEXT_CHECKIN,
+            1,
+        ),
+        (
+            theatre.id,
+            now + timedelta(minutes=5),
+            now + timedelta(minutes=6 + theatre.default_stay_minutes),
+            None,
+            None,
+            1,
+        ),
+    ]

@@ -1,0 +1,105 @@
+"""The busiest reads use the index meant for them, whatever the planner's statistics say.
+
+Each test first makes the statistics stale the way production can: the table is analysed while no
+visit is open (at night, or after a bulk load), and only then do visits open. A planner that then
+believes there are no open visits must still find a person's open visit through the one-open-visit
+index, not by scanning every open visit.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg.sql
+import pytest
+from sqlalchemy import insert, select, text
+
+from app.extensions import db
+from app.models import Checkin, Person
+from app.services import checkins, visits
+from app.services.personal_data import keyring
+from tests import factories
+
+CLOSED, OPEN = 3000, 400
+
+
+@pytest.fixture
+def stale_statistics(db: Any, now: datetime) -> list[int]:
+    """CLOSED finished visits, analysed; then OPEN open visits the statistics have not seen."""
+    venue = factories.venue()
+    ring = keyring()
+    people = [
+        {"phone_hash": ring.lookup_hash(f"+7916{i:07d}", context="phone"), "phone_enc": b"-", "created_at": now}
+        for i in range(OPEN)
+    ]
+    db.session.execute(insert(Person), people)
+    ids = list(db.session.scalars(select(Person.id).order_by(Person.id.desc()).limit(OPEN)))
+    start = now - timedelta(days=2)
+    visit = {"venue_id": venue.id, "party_size": 1, "source": "poster", "created_at": start}
+    db.session.execute(
+        insert(Checkin),
+        [
+            {
+                **visit,
+                "person_id": ids[i % OPEN],
+                "checked_in_at": start + timedelta(minutes=i),
+                "planned_checkout_at": start + timedelta(minutes=i + 60),
+                "checked_out_at": start + timedelta(minutes=i + 30),
+                "checkout_reason": "visitor",
+            }
+            for i in range(CLOSED)
+        ],
+    )
+    db.session.execute(text("ANALYZE checkins"))
+    db.session.execute(
+        insert(Checkin),
+        [
+            {**visit, "person_id": pid, "checked_in_at": now, "planned_checkout_at": now + timedelta(hours=1)}
+            for pid in ids
+        ],
+    )
+    return ids
+
+
+def plan(statement: Any, params: dict[str, Any]) -> str:
+    """The database's plan for the statement as the app runs it (PostgreSQL: custom and generic plans)."""
+    connection = db.session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    values = {**compiled.params, **params}
+    if connection.dialect.name == "sqlite":
+        positional = tuple(values[name] for name in compiled.positiontup)
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional).all()
+        return "\n".join(str(row[-1]) for row in rows)
+    names = re.findall(r"%\((\w+)\)s", str(compiled))
+    lines = []
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        connection.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
+        # A prepared statement, as psycopg runs the app's statements after a few executions.
+        connection.exec_driver_sql("DEALLOCATE ALL")
+        connection.exec_driver_sql(f"PREPARE plan_probe AS {_numbered(str(compiled), names)}")
+        # EXPLAIN EXECUTE takes no bind parameters: the values go in as literals.
+        driver = connection.connection.driver_connection
+        args = ", ".join(psycopg.sql.Literal(values[name]).as_string(driver) for name in names)
+        rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE plan_probe({args})").all()
+        lines += [row[0] for row in rows]
+        connection.exec_driver_sql("DEALLOCATE plan_probe")
+    return "\n".join(lines)
+
+
+def _numbered(sql: str, names: list[str]) -> str:
+    for i, name in enumerate(names, start=1):
+        sql = sql.replace(f"%({name})s", f"${i}", 1)
+    return sql
+
+
+def test_a_persons_open_visit_is_read_through_the_one_open_visit_index(stale_statistics: list[int]) -> None:
+    shown = plan(checkins.open_visit_query(stale_statistics[0]), {})
+    assert "uq_checkins_one_open_visit_per_person" in shown, shown
+    assert "ix_checkins_open_planned_checkout_at" not in shown, shown
+
+
+def test_due_auto_check_outs_are_read_through_their_own_index(stale_statistics: list[int], now: datetime) -> None:
+    shown = plan(visits.overdue_query(now, 500), {})
+    assert "ix_checkins_open_planned_checkout_at" in shown, shown
