@@ -18,8 +18,8 @@ from sqlalchemy import insert, select, text
 
 from app.extensions import db
 from app.models import Checkin, Person
-from app.services import checkins, visits
-from app.services.personal_data import keyring
+from app.services import checkins, device_checkin, sign_in, visits
+from app.services.personal_data import keyring, secret_hash
 from tests import factories
 
 CLOSED, OPEN = 3000, 400
@@ -64,10 +64,11 @@ def stale_statistics(db: Any, now: datetime) -> list[int]:
 
 
 def plan(statement: Any, params: dict[str, Any]) -> str:
-    """The database's plan for the statement as the app runs it (PostgreSQL: custom and generic plans)."""
+    """The database's plan for the statement as the app runs it (PostgreSQL: custom and generic plans);
+    `statement` may also be PostgreSQL text with %(name)s placeholders."""
     connection = db.session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
-    values = {**compiled.params, **params}
+    compiled = statement if isinstance(statement, str) else statement.compile(dialect=connection.dialect)
+    values = {**getattr(compiled, "params", {}), **params}
     if connection.dialect.name == "sqlite":
         positional = tuple(values[name] for name in compiled.positiontup)
         rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional).all()
@@ -103,3 +104,16 @@ def test_a_persons_open_visit_is_read_through_the_one_open_visit_index(stale_sta
 def test_due_auto_check_outs_are_read_through_their_own_index(stale_statistics: list[int], now: datetime) -> None:
     shown = plan(visits.overdue_query(now, 500), {})
     assert "ix_checkins_open_planned_checkout_at" in shown, shown
+
+
+def test_the_device_check_in_reads_the_open_visit_through_the_one_open_visit_index(
+    stale_statistics: list[int], now: datetime
+) -> None:
+    if db.session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the one-statement read is PostgreSQL's")
+    person = db.session.get(Person, stale_statistics[0])
+    token = sign_in.remember_device(person, now)
+    params = {"token_hash": secret_hash(token), "entrance_id": None, "version": None, "key_id": None}
+    shown = plan(device_checkin._read_sql(db.session.connection()), params)
+    assert "uq_checkins_one_open_visit_per_person" in shown, shown
+    assert "ix_checkins_open_planned_checkout_at" not in shown, shown
