@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, text
 from app.extensions import db
 from app.models import Checkin, Person
 from app.services import checkins, device_checkin, sign_in, visits
+from app.services.kiosk_sync.recording import people_visits_query
 from app.services.personal_data import keyring, secret_hash
 from tests import factories
 
@@ -67,7 +68,11 @@ def plan(statement: Any, params: dict[str, Any]) -> str:
     """The database's plan for the statement as the app runs it (PostgreSQL: custom and generic plans);
     `statement` may also be PostgreSQL text with %(name)s placeholders."""
     connection = db.session.connection()
-    compiled = statement if isinstance(statement, str) else statement.compile(dialect=connection.dialect)
+    compiled = (
+        statement
+        if isinstance(statement, str)
+        else statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    )
     values = {**getattr(compiled, "params", {}), **params}
     if connection.dialect.name == "sqlite":
         positional = tuple(values[name] for name in compiled.positiontup)
@@ -117,3 +122,11 @@ def test_the_device_check_in_reads_the_open_visit_through_the_one_open_visit_ind
     shown = plan(device_checkin._read_sql(db.session.connection()), params)
     assert "uq_checkins_one_open_visit_per_person" in shown, shown
     assert "ix_checkins_open_planned_checkout_at" not in shown, shown
+
+
+def test_a_kiosk_batch_reads_its_peoples_visits_without_scanning_every_open_visit(
+    stale_statistics: list[int], now: datetime
+) -> None:
+    shown = plan(people_visits_query(stale_statistics[:50], now - timedelta(days=1)), {})
+    assert "ix_checkins_open_planned_checkout_at" not in shown, shown
+    assert "uq_checkins_one_open_visit_per_person" in shown or "ix_checkins_person_id_checked_in_at" in shown, shown

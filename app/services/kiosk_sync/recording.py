@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, ColumnElement, any_, bindparam, or_, select, update
+from sqlalchemy import ARRAY, ColumnElement, Select, any_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.errors import DomainError
@@ -142,13 +142,10 @@ def record_visits_in_bulk(
     raise KioskBusy("The server is busy with the same visitors; send this batch again shortly.")
 
 
-def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime) -> dict[int, tuple[str, str | None]]:
+def people_visits_query(person_ids: Sequence[int], since: datetime) -> Select[Any]:
+    """The people's visits that began since `since` or are still open, locked in person order."""
     checkins = Checkin.__table__
-    by_person: dict[int, list[VerifiedItem]] = defaultdict(list)
-    for item in items:
-        by_person[item.person_id].append(item)
-    since = min(i.observed_at for i in items) - MAX_STAY
-    rows = db.session.execute(
+    return (
         select(
             checkins.c.id,
             checkins.c.person_id,
@@ -159,12 +156,21 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
             checkins.c.checkout_reason,
         )
         .where(
-            _among(checkins.c.person_id, sorted(by_person)),
+            _among(checkins.c.person_id, person_ids),
             or_(checkins.c.checked_in_at >= since, checkins.c.checked_out_at.is_(None)),
         )
         .order_by(checkins.c.person_id, checkins.c.id)
         .with_for_update()
-    ).all()
+    )
+
+
+def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime) -> dict[int, tuple[str, str | None]]:
+    checkins = Checkin.__table__
+    by_person: dict[int, list[VerifiedItem]] = defaultdict(list)
+    for item in items:
+        by_person[item.person_id].append(item)
+    since = min(i.observed_at for i in items) - MAX_STAY
+    rows = db.session.execute(people_visits_query(sorted(by_person), since)).all()
     known: dict[int, list[PlannedVisit]] = defaultdict(list)
     for row in rows:
         known[row.person_id].append(
