@@ -92,7 +92,7 @@ def _in_two_statements(
         writes.append((sign_in.USED_UPDATE, {"b_id": stale_device_id, "b_at": now}))
     if people.seen_is_stale(owner.last_seen_at, now):
         writes.append((checkins.SEEN_UPDATE, {"b_id": owner.person_id, "b_at": now}))
-    insert = None if step.continued is not None else checkins.insert_params(owner.person_id, target, source, now)
+    insert = None if step.continued is not None else checkins.insert_params(owner.person_id, target, source, step.at)
     values = {f"w{i}_{name}": value for i, (_, each) in enumerate(writes) for name, value in each.items()}
     sql = _write_sql(connection, [statement for statement, _ in writes], insert is not None)
     inserted = _execute(connection, sql, {**values, **(insert or {})})
@@ -100,10 +100,10 @@ def _in_two_statements(
         return step.continued
     new = inserted.fetchone()
     if new is not None:
-        return checkins.created(new[0], target, source, now, step.ended)
+        return checkins.created(new[0], target, source, step.at, step.ended)
     # A racing request opened a visit between our read and our insert: the ordinary loop settles it
     # ("last seen" was written above, so it is passed as now; the visit ended here is carried along).
-    return checkins.quick_check_in(owner.person_id, now, target, source, now, ended=step.ended)
+    return checkins.quick_check_in(owner.person_id, now, target, source, step.at, ended=step.ended)
 
 
 def _sql(connection: Connection, statement: Any) -> str:

@@ -13,7 +13,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Checkin, CheckinSource, CheckoutReason, Person, Venue
 from app.services import people, posters
-from app.services.checkins.rules import continued_until, ending
+from app.services.checkins.rules import check_in_time, continued_until, ending
 
 # A visitor alone (no companions, no client id) checking in through the API is the busiest path of
 # the whole service. It applies the same rules as check_in (through `ending` and `continued_until`)
@@ -123,6 +123,7 @@ class QuickStep:
     writes: list[tuple[Any, dict[str, Any]]]  # statements (EXTEND_UPDATE, CLOSE_UPDATE) with parameters
     continued: QuickResult | None  # the answer when the open visit continues; else INSERT_OPEN follows
     ended: VisitView | None  # the visit this round ends
+    at: datetime  # the check-in's time: `now`, or the open visit's start if that is later (see check_in_time)
 
 
 def quick_step(
@@ -130,20 +131,21 @@ def quick_step(
 ) -> QuickStep:
     """The visit rules for a person alone, on a row of open_visit_query (pure; no I/O)."""
     if current is None:
-        return QuickStep([], None, ended)
+        return QuickStep([], None, ended, now)
     visit_id, venue_id, party_size, source, checked_in_at, planned_checkout_at, name, short_code = current
     checked_in_at, planned_checkout_at = checked_in_at.astimezone(UTC), planned_checkout_at.astimezone(UTC)
+    now = check_in_time(now, checked_in_at)
     visit = VisitView(
         visit_id, name, short_code, party_size, CheckinSource(source), checked_in_at, planned_checkout_at, None, None
     )
     if venue_id == venue.venue_id and planned_checkout_at > now:
         until = continued_until(planned_checkout_at, now, timedelta(minutes=venue.default_stay_minutes))
         writes = [(EXTEND_UPDATE, {"b_id": visit_id, "b_until": until})]
-        return QuickStep(writes, QuickResult(replace(visit, planned_checkout_at=until), "continued", ended), ended)
+        return QuickStep(writes, QuickResult(replace(visit, planned_checkout_at=until), "continued", ended), ended, now)
     # Elsewhere, or here after its planned end (which `ending` turns into an automatic end).
     out_at, out_reason = ending(checked_in_at, planned_checkout_at, now, CheckoutReason.NEXT_CHECKIN)
     writes = [(CLOSE_UPDATE, {"b_id": visit_id, "b_out": out_at, "b_reason": out_reason})]
-    return QuickStep(writes, None, replace(visit, checked_out_at=out_at, checkout_reason=out_reason))
+    return QuickStep(writes, None, replace(visit, checked_out_at=out_at, checkout_reason=out_reason), now)
 
 
 def insert_params(person_id: int, venue: posters.PosterTarget, source: CheckinSource, now: datetime) -> dict[str, Any]:
@@ -185,7 +187,7 @@ def quick_check_in(
             connection.execute(statement, params)
         if step.continued is not None:
             return step.continued
-        ended = step.ended
+        ended, now = step.ended, step.at
         new_id = connection.execute(INSERT_OPEN, insert_params(person_id, venue, source, now)).scalar()
         if new_id is not None:
             return created(new_id, venue, source, now, ended)

@@ -64,6 +64,17 @@ def ending(
     return max(now, checked_in_at), reason
 
 
+def check_in_time(now: datetime, open_visit_began: datetime) -> datetime:
+    """The time a check-in takes effect: `now`, unless the open visit it found began later.
+
+    Two requests for one person whose clocks were read in one order can reach the open visit's row
+    lock in the other. The later one in the lock's order then finds a visit that began after its own
+    `now`; starting its visit at `now` would overlap the visit that one ended. It takes effect at that
+    visit's start instead, so that a person's visits never overlap.
+    """
+    return max(now, open_visit_began)
+
+
 def _end(visit: Checkin, now: datetime, reason: CheckoutReason) -> None:
     visit.checked_out_at, visit.checkout_reason = ending(visit.checked_in_at, visit.planned_checkout_at, now, reason)
 
@@ -137,6 +148,8 @@ def _check_in_once(
     with db.session.begin_nested():
         people.mark_seen(person, now)
         current = open_visit(person.id)
+        if current is not None:
+            now = check_in_time(now, current.checked_in_at)
         ended: Checkin | None = None
         if current is not None and current.planned_checkout_at <= now:
             _end(current, now, CheckoutReason.AUTO)

@@ -225,3 +225,30 @@ def test_the_device_path_reads_once_and_writes_once_when_nobody_races(
             1,
         ),
     ]
+
+
+def test_a_check_in_whose_clock_reads_before_the_open_visit_takes_effect_at_its_start(db: Any, now: datetime) -> None:
+    # Two requests for one person reach the row lock in the other order than their clocks were read:
+    # the second finds a visit that began after its own `now`. Its visit starts where that one began,
+    # on every path, so the person's visits do not overlap.
+    cafe, theatre = factories.venue(), factories.venue()
+    orm_person, fast_person, device_person = factories.person(), factories.person(), factories.person()
+    device = sign_in.remember_device(device_person, now - timedelta(days=1))
+    theatre_poster = posters.issue_poster(theatre.entrances[0], now - timedelta(minutes=5))[1]
+    for person in (orm_person, fast_person, device_person):
+        checkins.check_in(person, cafe, cafe.entrances[0], POSTER, now)
+    early = now - timedelta(milliseconds=35)
+    slow = checkins.check_in(orm_person, theatre, theatre.entrances[0], POSTER, early)
+    fast = checkins.quick_check_in(fast_person.id, None, target(theatre), POSTER, early)
+    by_device = device_checkin.check_in(device, theatre_poster, POSTER, early)
+    assert by_device is not None
+    for result in (slow, fast, by_device):
+        assert result.status == "created"
+        assert shape(result.checkin) == (now, now + timedelta(minutes=theatre.default_stay_minutes), None, None)
+        assert shape(result.ended) == (
+            now,
+            now + timedelta(minutes=cafe.default_stay_minutes),
+            now,
+            CheckoutReason.NEXT_CHECKIN,
+        )
+    assert visits(fast_person) == visits(orm_person) == visits(device_person)
