@@ -17,6 +17,8 @@ from app.models import Checkin, CheckinSource, CheckoutReason, Person
 from app.services.kiosk_sync.enrolment import KioskContext
 
 WRITE_ATTEMPTS = 3
+_RETRYABLE = {"40001", "40P01"}  # PostgreSQL: serialization failure, deadlock
+_people = Person.__table__
 
 
 class KioskBusy(DomainError):
@@ -82,7 +84,8 @@ def plan_visits(
     The rules of app/services/checkins/rules.py, extended to check-ins that arrive late from an offline kiosk:
     - a check-in inside a visit at this venue continues it (an open visit's planned end moves to t + stay);
     - otherwise the open visit that began before t ends at t (or at its planned end if that passed), and
-      a visit elsewhere that only ended automatically after t is cut back to t;
+      a visit elsewhere that ended after t is cut back to t, whatever ended it: its planned end, a check-in
+      elsewhere (that one may itself have arrived late, and later than t), or the visitor;
     - the new visit ends where the person's next known visit begins, or at its planned end if that has
       passed, else it stays open.
     """
@@ -102,7 +105,8 @@ def plan_visits(
                     visit.close(visit.planned_checkout_at, CheckoutReason.AUTO)
                 else:
                     visit.close(t, CheckoutReason.NEXT_CHECKIN)
-            elif visit.checkout_reason is CheckoutReason.AUTO and visit.checked_in_at <= t < visit.ends_at:
+            elif visit.checked_in_at <= t < visit.ends_at:
+                # A visit elsewhere that ended after t, however it ended: the person was here at t.
                 visit.close(t, CheckoutReason.NEXT_CHECKIN)
         following = min((v.checked_in_at for v in plan.visits if v.checked_in_at > t), default=None)
         new = PlannedVisit(venue_id, t, t + stay, item=item)
@@ -137,7 +141,7 @@ def record_visits_in_bulk(
                 # SQLite: another worker holds the write lock and our read snapshot cannot be upgraded;
                 # only a new transaction helps, so the kiosk sends the batch again after its backoff.
                 raise KioskBusy("The database is busy; send this batch again shortly.") from None
-            if getattr(exc.orig, "sqlstate", None) not in {"40001", "40P01"}:  # serialization, deadlock
+            if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
                 raise
     raise KioskBusy("The server is busy with the same visitors; send this batch again shortly.")
 
@@ -170,7 +174,17 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
     for item in items:
         by_person[item.person_id].append(item)
     since = min(i.observed_at for i in items) - MAX_STAY
-    rows = db.session.execute(people_visits_query(sorted(by_person), since)).all()
+    person_ids = sorted(by_person)
+    # Batches from several kiosks about the same people take turns, in person order (no deadlock):
+    # locking the visits alone would not do, since a late item's new visit is a row no lock covers yet.
+    # NO KEY UPDATE leaves others free to insert visits that refer to these people.
+    db.session.execute(
+        select(_people.c.id)
+        .where(_among(_people.c.id, person_ids))
+        .order_by(_people.c.id)
+        .with_for_update(key_share=True)
+    ).all()
+    rows = db.session.execute(people_visits_query(person_ids, since)).all()
     known: dict[int, list[PlannedVisit]] = defaultdict(list)
     for row in rows:
         known[row.person_id].append(
@@ -293,6 +307,12 @@ def _insert_visits(rows: list[tuple[Any, ...]]) -> None:
                 copy.write_row(row)
     except connection.dialect.dbapi.IntegrityError as exc:  # an open visit or client id inserted meanwhile
         raise _StaleVisits from exc
+    except connection.dialect.dbapi.OperationalError as exc:
+        # The driver's own error (COPY bypasses SQLAlchemy): a deadlock or serialization failure with a
+        # concurrent check-in is a lost race like the others; anything else is a real fault.
+        if getattr(exc, "sqlstate", None) in _RETRYABLE:
+            raise _StaleVisits from exc
+        raise
 
 
 def record_each_with_check_in(

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.models import Checkin, CheckinSource, CheckoutReason, PersonalCodeKey
 from app.services import kiosk_sync, personal_codes
+from app.services.kiosk_sync import recording
 from tests import factories
 from tests.app.kiosks.conftest import EnrolledKiosk, ble_item, enrol_kiosk, scanner_item
 from venue_kiosk import codes
@@ -281,6 +282,26 @@ def test_a_late_offline_checkin_fits_before_a_newer_visit_without_touching_it(
     assert kiosk_visit.checked_in_at == api_now - timedelta(minutes=50)
     assert kiosk_visit.checked_out_at == newer.checked_in_at
     assert kiosk_visit.checkout_reason == CheckoutReason.NEXT_CHECKIN
+
+
+def test_a_late_item_cuts_back_a_visit_elsewhere_whose_end_came_from_a_later_check_in(now: datetime) -> None:
+    # Found by tests/app/kiosks/test_concurrent_batches.py: four kiosks' observations of one person
+    # arrived in the order t4 (building 2), t3 (building 1), t1 (building 2), t2 (building 1). The visit
+    # from t1 had been ended at t3 by the item from t3; the item from t2 must end it at t2, or the person
+    # is in both buildings from t2 to t3 (and a case's contacts there get a notice for it).
+    t1, t2, t3, t4 = (now - timedelta(minutes=m) for m in (40, 30, 20, 10))
+    stay = timedelta(hours=1)
+    known = [
+        recording.PlannedVisit(2, t1, t1 + stay, t3, CheckoutReason.NEXT_CHECKIN, id=1, old_checked_out_at=t3),
+        recording.PlannedVisit(1, t3, t3 + stay, t4, CheckoutReason.NEXT_CHECKIN, id=2, old_checked_out_at=t4),
+        recording.PlannedVisit(2, t4, t4 + stay, id=3),
+    ]
+    item = recording.VerifiedItem(0, "late", 7, t2, CheckinSource.KIOSK_SCANNER)
+    plan = recording.plan_visits(known, [item], 1, stay, now)
+    spans = [(v.venue_id, v.checked_in_at, v.checked_out_at) for v in plan.visits]
+    assert spans == [(2, t1, t2), (1, t2, t3), (1, t3, t4), (2, t4, None)]
+    assert [v.is_changed for v in plan.visits if v.id is not None] == [True, False, False]
+    assert plan.outcomes == {0: ("accepted", "Checked in.")}
 
 
 def test_a_checkin_whose_stay_already_ended_is_recorded_closed(client: FlaskClient, db: Any, api_now: datetime) -> None:
