@@ -18,8 +18,8 @@ import httpx
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Checkin, utcnow
-from app.services import posters, sign_in
+from app.models import Checkin, Person, utcnow
+from app.services import people, posters, sign_in
 from tests import factories
 from tests.support.live import LiveServer
 
@@ -90,4 +90,47 @@ def test_simultaneous_check_ins_keep_one_open_visit_per_person(live: LiveServer)
             lasting = [v for v in rows if v.checked_out_at is None or v.checked_out_at > v.checked_in_at]
             for earlier, later in itertools.pairwise(lasting):
                 assert earlier.checked_out_at is not None and earlier.checked_out_at <= later.checked_in_at
+        db.session.remove()
+
+
+def test_simultaneous_check_ins_naming_the_same_new_companion_create_that_person_once(live: LiveServer) -> None:
+    now = utcnow()
+    companion = "+79165550199"
+    with live.app.app_context():
+        venue = factories.venue(name="Concurrency party")
+        poster = posters.issue_poster(venue.entrances[0], now - timedelta(minutes=1))[1]
+        tokens = [sign_in.remember_device(factories.person(), now) for _ in range(THREADS)]
+        venue_id = venue.id
+        db.session.commit()
+    answers: list[httpx.Response] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS)
+
+    def phone(token: str) -> None:
+        try:
+            with httpx.Client(base_url=live.url, timeout=30) as client:
+                start.wait(10)
+                answers.append(
+                    client.post(
+                        "/api/v1/checkins",
+                        json={"poster_token": poster, "party_size": 2, "companion_phones": [companion]},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=phone, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(a.status_code for a in answers) == [201] * THREADS, [a.text for a in answers]
+    with live.app.app_context():
+        found = db.session.scalars(select(Person).where(Person.phone_hash == people.phone_lookup(companion))).all()
+        assert len(found) == 1
+        visits = db.session.scalars(select(Checkin).where(Checkin.venue_id == venue_id)).all()
+        assert len(visits) == THREADS
+        assert all([c.person_id for c in v.companions] == [found[0].id] for v in visits)
         db.session.remove()
