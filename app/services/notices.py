@@ -132,17 +132,20 @@ def _approve(condition: ColumnElement[bool], actor: Actor, now: datetime, public
     ids = list(
         db.session.scalars(select(Exposure.id).where(condition, Exposure.status == ExposureStatus.NEW, active_case))
     )
+    approved = 0
     for start in range(0, len(ids), 1000):
-        db.session.execute(
+        # Counted by what this update changed: an approval running at the same moment (another official,
+        # the policy job) may have taken some of these, and the audit log must not credit both.
+        approved += db.session.execute(
             update(Exposure)
             .where(Exposure.id.in_(ids[start : start + 1000]), Exposure.status == ExposureStatus.NEW)
             .values(status=ExposureStatus.APPROVED, approved_at=now, approved_by_id=actor.id),
             execution_options={"synchronize_session": False},
-        )
+        ).rowcount
     db.session.flush()
     db.session.expire_all()
     queued = 0 if sending_halted() else queue_pending_notices(now=now, public_base_url=public_base_url)
-    return len(ids), queued
+    return approved, queued
 
 
 def approve_case(case_id: int, official: Official, *, now: datetime, public_base_url: str) -> tuple[int, int]:

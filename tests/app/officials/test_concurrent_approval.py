@@ -1,0 +1,144 @@
+"""Approvals that run at the same moment notify each person once.
+
+An official approves the case while another approves the venue and the policy job approves what
+waited long enough; or a supervisor resumes sending while the policy job queues notices. Each runs in
+its own thread with its own database connection, on a committed database, so they really race; the
+unique notice per person and visit must settle it without an error reaching anyone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Case, Exposure, MessageKind, Notice, Official, OfficialRole, OutboxMessage, utcnow
+from app.services import accounts, notices
+from app.services.exposures import match_case, rules_from_config
+from tests import factories
+from tests.support.live import LiveServer, live_server_fixture
+
+live = live_server_fixture()
+
+CONTACTS = 30
+BASE_URL = "http://checkin.test"
+
+
+def _case_with_contacts(app: Flask, now: datetime, prefix: str) -> dict[str, Any]:
+    """A matched case with CONTACTS exposed contacts, and two supervisors; committed."""
+    with app.app_context():
+        venue = factories.venue(name=f"Кафе «{prefix}»")
+        sick = factories.person()
+        start = now - timedelta(days=1)
+        factories.checkin(sick, venue, start, minutes=60)
+        for person in [factories.person() for _ in range(CONTACTS)]:
+            factories.checkin(person, venue, start + timedelta(minutes=10), minutes=40)
+        case = Case(person_id=sick.id, tested_on=now.date(), created_at=now - timedelta(hours=2))
+        db.session.add(case)
+        db.session.flush()
+        match_case(case.id, now=now - timedelta(hours=2), rules=rules_from_config(app.config), tz=ZoneInfo("UTC"))
+        officials = [
+            accounts.create_official(
+                f"{prefix}{i}@health.example", "correct horse battery", "T", OfficialRole.SUPERVISOR
+            )
+            for i in range(2)
+        ]
+        ids = {"case": case.id, "venue": venue.id, "officials": [o.id for o in officials]}
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).where(Exposure.case_id == case.id)) == CONTACTS
+        db.session.remove()
+    return ids
+
+
+def _together(app: Flask, runs: list[Callable[[], Any]]) -> list[Any]:
+    """Run each in its own thread, app context and connection, all at once; their results or errors."""
+    outcomes: list[Any] = []
+    start_together = threading.Barrier(len(runs))
+
+    def work(run: Callable[[], Any]) -> None:
+        with app.app_context():
+            try:
+                start_together.wait(10)
+                outcomes.append(run())
+                db.session.commit()
+            except BaseException as exc:  # reported by the caller
+                outcomes.append(exc)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=work, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
+
+
+def _as_official(which: int, ids: dict[str, Any], action: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    def run() -> Any:
+        return action(*args, db.session.get(Official, ids["officials"][which]), now=utcnow(), public_base_url=BASE_URL)
+
+    return run
+
+
+def _each_contact_notified_once(app: Flask, case_id: int) -> None:
+    with app.app_context():
+        exposed = select(Exposure.checkin_id).where(Exposure.case_id == case_id)
+        per_person = Counter(db.session.scalars(select(Notice.person_id).where(Notice.checkin_id.in_(exposed))))
+        assert len(per_person) == CONTACTS and set(per_person.values()) == {1}
+        sms = Counter(
+            db.session.scalars(
+                select(OutboxMessage.person_id).where(
+                    OutboxMessage.kind == MessageKind.NOTICE, OutboxMessage.person_id.in_(list(per_person))
+                )
+            )
+        )
+        assert len(sms) == CONTACTS and set(sms.values()) == {1}
+        db.session.remove()
+
+
+def test_simultaneous_approvals_of_one_case_notify_each_contact_once(live: LiveServer) -> None:
+    now = utcnow()
+    ids = _case_with_contacts(live.app, now, "approver")
+    outcomes = _together(
+        live.app,
+        [
+            _as_official(0, ids, notices.approve_case, ids["case"]),
+            _as_official(1, ids, notices.approve_venue, ids["venue"]),
+            lambda: notices.approve_due(now=utcnow(), after_minutes=60, public_base_url=BASE_URL),
+        ],
+    )
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    # Each exposure is credited to the one approval that changed it (the audit log says who).
+    assert sum(approved for approved, _queued in outcomes) == CONTACTS
+    _each_contact_notified_once(live.app, ids["case"])
+
+
+def test_resuming_sending_while_the_policy_job_queues_notifies_each_contact_once(live: LiveServer) -> None:
+    now = utcnow()
+    ids = _case_with_contacts(live.app, now, "resumer")
+    with live.app.app_context():
+        supervisor = db.session.get(Official, ids["officials"][0])
+        notices.set_sending_halted(True, supervisor, "checking the list", now=now, public_base_url=BASE_URL)
+        assert notices.approve_case(ids["case"], supervisor, now=now, public_base_url=BASE_URL) == (CONTACTS, 0)
+        db.session.commit()
+        db.session.remove()
+    outcomes = _together(
+        live.app,
+        [
+            lambda: notices.set_sending_halted(
+                False, db.session.get(Official, ids["officials"][1]), "checked", now=utcnow(), public_base_url=BASE_URL
+            ),
+            lambda: notices.approve_due(now=utcnow(), after_minutes=0, public_base_url=BASE_URL),
+        ],
+    )
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    _each_contact_notified_once(live.app, ids["case"])
