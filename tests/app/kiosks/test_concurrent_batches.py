@@ -9,9 +9,9 @@ place at a time, with every observation answered once.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from app.extensions import db
 from app.models import Checkin
 from tests import factories
 from tests.app.kiosks.conftest import enrol_kiosk, scanner_item
+from tests.support.concurrency import errors, run_together
 from tests.support.live import LiveServer, live_server_fixture
 
 live = live_server_fixture()
@@ -46,36 +47,26 @@ def test_kiosks_in_two_buildings_sending_at_once_keep_each_person_in_one_place(l
             sent[kiosk.id] = items
         db.session.commit()
         db.session.remove()
-    answers: list[dict[str, Any]] = []
-    busy: Counter[int] = Counter()
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(kiosks))
 
-    def kiosk_sends(credential: str, items: list[dict[str, Any]]) -> None:
-        try:
-            with httpx.Client(base_url=live.url, timeout=30) as client:
-                start.wait(10)
-                for i in range(0, len(items), BATCH):
-                    body = {"items": items[i : i + BATCH]}
-                    for _attempt in range(RETRIES):
-                        response = client.post(
-                            "/api/v1/kiosk/checkins", json=body, headers={"Authorization": f"Bearer {credential}"}
-                        )
-                        if response.status_code != 503:  # busy: the kiosk program sends the batch again
-                            break
-                        busy[response.status_code] += 1
-                        time.sleep(0.05)
-                    assert response.status_code == 200, response.text
-                    answers.extend(response.json()["results"])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+    def kiosk_sends(credential: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = []
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            for i in range(0, len(items), BATCH):
+                body = {"items": items[i : i + BATCH]}
+                for _attempt in range(RETRIES):
+                    response = client.post(
+                        "/api/v1/kiosk/checkins", json=body, headers={"Authorization": f"Bearer {credential}"}
+                    )
+                    if response.status_code != 503:  # busy: the kiosk program sends the batch again
+                        break
+                    time.sleep(0.05)
+                assert response.status_code == 200, response.text
+                answers.extend(response.json()["results"])
+        return answers
 
-    threads = [threading.Thread(target=kiosk_sends, args=(k.credential, sent[k.id])) for k in kiosks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert errors == []
+    outcomes = run_together([functools.partial(kiosk_sends, k.credential, sent[k.id]) for k in kiosks])
+    assert errors(outcomes) == []
+    answers = [answer for answers in outcomes for answer in answers]
     all_items = [item for items in sent.values() for item in items]
     assert len(answers) == len(all_items)
     assert {a["client_id"] for a in answers} == {i["client_id"] for i in all_items}

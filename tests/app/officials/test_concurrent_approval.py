@@ -8,7 +8,7 @@ unique notice per person and visit must settle it without an error reaching anyo
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -23,6 +23,7 @@ from app.models import Case, Exposure, MessageKind, Notice, Official, OfficialRo
 from app.services import accounts, notices
 from app.services.exposures import match_case, rules_from_config
 from tests import factories
+from tests.support.concurrency import errors, run_together
 from tests.support.live import LiveServer, live_server_fixture
 
 live = live_server_fixture()
@@ -58,28 +59,18 @@ def _case_with_contacts(app: Flask, now: datetime, prefix: str) -> dict[str, Any
 
 
 def _together(app: Flask, runs: list[Callable[[], Any]]) -> list[Any]:
-    """Run each in its own thread, app context and connection, all at once; their results or errors."""
-    outcomes: list[Any] = []
-    start_together = threading.Barrier(len(runs))
+    """Run each at once, in its own thread, app context and connection, and commit; results or errors."""
 
-    def work(run: Callable[[], Any]) -> None:
+    def in_context(run: Callable[[], Any]) -> Any:
         with app.app_context():
             try:
-                start_together.wait(10)
-                outcomes.append(run())
+                result = run()
                 db.session.commit()
-            except BaseException as exc:  # reported by the caller
-                outcomes.append(exc)
-                db.session.rollback()
+                return result
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=work, args=(run,)) for run in runs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return outcomes
+    return run_together([functools.partial(in_context, run) for run in runs])
 
 
 def _as_official(which: int, ids: dict[str, Any], action: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -116,7 +107,7 @@ def test_simultaneous_approvals_of_one_case_notify_each_contact_once(live: LiveS
             lambda: notices.approve_due(now=utcnow(), after_minutes=60, public_base_url=BASE_URL),
         ],
     )
-    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    assert errors(outcomes) == []
     # Each exposure is credited to the one approval that changed it (the audit log says who).
     assert sum(approved for approved, _queued in outcomes) == CONTACTS
     _each_contact_notified_once(live.app, ids["case"])
@@ -140,5 +131,5 @@ def test_resuming_sending_while_the_policy_job_queues_notifies_each_contact_once
             lambda: notices.approve_due(now=utcnow(), after_minutes=0, public_base_url=BASE_URL),
         ],
     )
-    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    assert errors(outcomes) == []
     _each_contact_notified_once(live.app, ids["case"])

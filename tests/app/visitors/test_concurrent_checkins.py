@@ -7,9 +7,9 @@ open visit's row lock and the one-open-visit index decide them, on SQLite the wr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
-import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from app.extensions import db
 from app.models import Checkin, Person, utcnow
 from app.services import people, posters, sign_in
 from tests import factories
+from tests.support.concurrency import errors, run_together
 from tests.support.live import LiveServer
 
 THREADS, REQUESTS_EACH = 6, 12
@@ -36,32 +37,23 @@ def test_simultaneous_check_ins_keep_one_open_visit_per_person(live: LiveServer)
         devices = [(p.id, sign_in.remember_device(p, now)) for p in people for _ in range(2)]
         person_ids = [p.id for p in people]
         db.session.commit()
-    answers: list[tuple[int, int, dict[str, Any]]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(THREADS)
 
-    def phone(seed: int) -> None:
-        pick = random.Random(seed)
-        try:
-            with httpx.Client(base_url=live.url, timeout=30) as client:
-                start.wait(10)
-                for _ in range(REQUESTS_EACH):
-                    person_id, token = pick.choice(devices)
-                    response = client.post(
-                        "/api/v1/checkins",
-                        json={"poster_token": pick.choice(poster_tokens)},
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                    answers.append((person_id, response.status_code, response.json()))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+    def phone(seed: int) -> list[tuple[int, int, dict[str, Any]]]:
+        pick, answers = random.Random(seed), []
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            for _ in range(REQUESTS_EACH):
+                person_id, token = pick.choice(devices)
+                response = client.post(
+                    "/api/v1/checkins",
+                    json={"poster_token": pick.choice(poster_tokens)},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                answers.append((person_id, response.status_code, response.json()))
+        return answers
 
-    threads = [threading.Thread(target=phone, args=(seed,)) for seed in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert errors == []
+    outcomes = run_together([functools.partial(phone, seed) for seed in range(THREADS)])
+    assert errors(outcomes) == []
+    answers = [answer for answers in outcomes for answer in answers]
     assert len(answers) == THREADS * REQUESTS_EACH
     statuses = Counter(status for _, status, _ in answers)
     # 503 is the documented "busy, try again" answer; anything else is a fault.
@@ -102,30 +94,17 @@ def test_simultaneous_check_ins_naming_the_same_new_companion_create_that_person
         tokens = [sign_in.remember_device(factories.person(), now) for _ in range(THREADS)]
         venue_id = venue.id
         db.session.commit()
-    answers: list[httpx.Response] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(THREADS)
 
-    def phone(token: str) -> None:
-        try:
-            with httpx.Client(base_url=live.url, timeout=30) as client:
-                start.wait(10)
-                answers.append(
-                    client.post(
-                        "/api/v1/checkins",
-                        json={"poster_token": poster, "party_size": 2, "companion_phones": [companion]},
-                        headers={"Authorization": f"Bearer {token}"},
-                    )
-                )
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+    def phone(token: str) -> httpx.Response:
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            return client.post(
+                "/api/v1/checkins",
+                json={"poster_token": poster, "party_size": 2, "companion_phones": [companion]},
+                headers={"Authorization": f"Bearer {token}"},
+            )
 
-    threads = [threading.Thread(target=phone, args=(token,)) for token in tokens]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    answers = run_together([functools.partial(phone, token) for token in tokens])
+    assert errors(answers) == []
     assert sorted(a.status_code for a in answers) == [201] * THREADS, [a.text for a in answers]
     with live.app.app_context():
         found = db.session.scalars(select(Person).where(Person.phone_hash == people.phone_lookup(companion))).all()
