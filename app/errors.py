@@ -69,6 +69,27 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> tuple[Response | str, int]:
+        if is_transient_database_error(exc):
+            # Two requests waited for each other (the database chose this one to give up) or the
+            # database was busy: nothing was written, and the same request will work when sent again.
+            log.warning("database busy on %s %s: %s", request.method, request.path, type(exc).__name__)
+            return _respond(503, "The service is busy; please try again in a moment.")
         # The visitor gets a plain sentence; the log gets the traceback (without request data).
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _respond(500, "Something went wrong on our side. Please try again in a minute.")
+
+
+# PostgreSQL: serialization failure, deadlock detected, lock not available.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03"}
+
+
+def is_transient_database_error(exc: BaseException) -> bool:
+    """An error that says "try again", not "this is wrong": a lost race in PostgreSQL, or SQLite's lock."""
+    for error in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if error is None:
+            continue
+        if getattr(error, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            return True
+        if type(error).__name__ == "OperationalError" and "database is locked" in str(error):
+            return True
+    return False

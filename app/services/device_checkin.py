@@ -25,11 +25,16 @@ from sqlalchemy import Connection, bindparam, select
 
 from app.errors import DomainError
 from app.extensions import db
-from app.models import CheckinSource, RememberedDevice
+from app.models import CheckinSource, Person, RememberedDevice
 from app.services import checkins, people, posters, sign_in
 from app.services.personal_data import secret_hash
 
 _devices = RememberedDevice.__table__
+# The device's owner with the owner's row locked: every path that changes a person's visits locks the
+# person first and the visits after (kiosk batches, the ORM path, this one), so that two of them can
+# never wait for each other in a circle. The lock (NO KEY UPDATE) does not stop visits that refer to
+# the person from being inserted.
+_OWNER_LOCKED = sign_in.OWNER_QUERY.with_for_update(of=Person.__table__, key_share=True)
 # The owner's open visit, found through the device token in the same statement.
 _OPEN_BY_DEVICE = checkins.open_visit_query(
     select(_devices.c.person_id).where(_devices.c.token_hash == bindparam("token_hash")).scalar_subquery()
@@ -132,7 +137,7 @@ _NO_POSTER = {"entrance_id": None, "version": None, "key_id": None}
 def _read_sql(connection: Connection) -> str:
     text = _compiled.get(id(_read_sql))
     if text is None:
-        owner, target = _sql(connection, sign_in.OWNER_QUERY), _sql(connection, posters.TARGET_QUERY)
+        owner, target = _sql(connection, _OWNER_LOCKED), _sql(connection, posters.TARGET_QUERY)
         text = _compiled[id(_read_sql)] = (
             f"SELECT o.*, t.*, v.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({owner}) AS o ON true "  # noqa: S608
             f"LEFT JOIN LATERAL ({target}) AS t ON true "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+import psycopg.errors
 import pytest
+import sqlalchemy.exc
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -36,6 +39,19 @@ def app_with_routes(database_url: str, db: Any) -> Flask:
         db.session.add(Organisation(name="first half"))
         db.session.flush()
         raise RuntimeError("boom")
+
+    @application.post("/t/deadlock")
+    def deadlock() -> str:
+        db.session.add(Organisation(name="first half"))
+        db.session.flush()
+        # As the driver raises it when PostgreSQL picks this transaction to break a deadlock.
+        raise sqlalchemy.exc.OperationalError("UPDATE ...", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+    @application.post("/t/locked")
+    def locked() -> str:
+        db.session.add(Organisation(name="first half"))
+        db.session.flush()
+        raise sqlalchemy.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
 
     return application
 
@@ -69,5 +85,14 @@ def test_crashing_request_rolls_back_and_shows_no_traceback(app_with_routes: Fla
         logging.getLogger("app.errors").disabled = False
     assert response.status_code == 500
     assert b"Traceback" not in response.data and b"boom" not in response.data
+    with app_with_routes.app_context():
+        assert _count("first half") == 0
+
+
+@pytest.mark.parametrize("route", ["/t/deadlock", "/t/locked"])
+def test_a_lost_race_in_the_database_is_a_busy_answer_not_a_crash(app_with_routes: Flask, route: str) -> None:
+    response = app_with_routes.test_client().post(route, headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "The service is busy; please try again in a moment."
     with app_with_routes.app_context():
         assert _count("first half") == 0

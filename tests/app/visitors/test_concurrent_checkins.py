@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import Checkin, Person, utcnow
@@ -113,3 +115,50 @@ def test_simultaneous_check_ins_naming_the_same_new_companion_create_that_person
         assert len(visits) == THREADS
         assert all([c.person_id for c in v.companions] == [found[0].id] for v in visits)
         db.session.remove()
+
+
+def test_a_check_in_waits_for_the_persons_row_before_it_locks_their_visit(live: LiveServer) -> None:
+    # The order every path keeps: the person's row, then their visits. Another transaction (a kiosk
+    # batch, say) holds the person's row and then asks for the open visit: the check-in must be waiting
+    # for the row with nothing else held, or the two wait for each other until PostgreSQL ends one.
+    if not live.app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        pytest.skip("SQLite has no row locks: one writer at a time")
+    now = utcnow()
+    with live.app.app_context():
+        cafe, theatre = factories.venue(name="Lock order 1"), factories.venue(name="Lock order 2")
+        person = factories.person()
+        person.last_seen_at = now - timedelta(hours=2)  # so that the check-in writes the person's row too
+        factories.checkin(person, cafe, now - timedelta(minutes=10), minutes=None)
+        token = sign_in.remember_device(person, now)
+        poster = posters.issue_poster(theatre.entrances[0], now - timedelta(minutes=1))[1]
+        person_id = person.id
+        db.session.commit()
+        db.session.remove()
+        holder = db.engine.connect()
+    try:
+        holder.execute(text("SET lock_timeout = '10s'"))
+        holder.execute(text("SELECT id FROM people WHERE id = :p FOR NO KEY UPDATE"), {"p": person_id})
+
+        def check_in() -> httpx.Response:
+            with httpx.Client(base_url=live.url, timeout=30) as client:
+                return client.post(
+                    "/api/v1/checkins", json={"poster_token": poster}, headers={"Authorization": f"Bearer {token}"}
+                )
+
+        def then_the_visit() -> float:
+            time.sleep(0.5)  # the check-in is now waiting for the person's row
+            started = time.monotonic()
+            holder.execute(
+                text("SELECT id FROM checkins WHERE person_id = :p AND checked_out_at IS NULL FOR UPDATE"),
+                {"p": person_id},
+            )
+            waited = time.monotonic() - started
+            holder.commit()
+            return waited
+
+        answer, waited = run_together([check_in, then_the_visit])
+    finally:
+        holder.close()
+    assert not isinstance(waited, BaseException), waited
+    assert waited < 0.5, f"the open visit was locked by the waiting check-in ({waited:.2f} s)"
+    assert isinstance(answer, httpx.Response) and answer.status_code == 201, answer
