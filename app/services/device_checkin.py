@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, literal_column
 
 from app.errors import DomainError
 from app.extensions import db
@@ -35,10 +35,11 @@ _devices = RememberedDevice.__table__
 # never wait for each other in a circle. The lock (NO KEY UPDATE) does not stop visits that refer to
 # the person from being inserted.
 _OWNER_LOCKED = sign_in.OWNER_QUERY.with_for_update(of=Person.__table__, key_share=True)
-# The owner's open visit, found through the device token in the same statement.
-_OPEN_BY_DEVICE = checkins.open_visit_query(
-    select(_devices.c.person_id).where(_devices.c.token_hash == bindparam("token_hash")).scalar_subquery()
-)
+# The owner's open visit, through the owner part of the same statement (`o`, below): the reference makes
+# PostgreSQL read and lock the owner's row before it locks the visit, whatever join order it would
+# otherwise choose for the LATERAL parts.
+_OWNER_ID = "o.id_1"  # the owner's person id as OWNER_QUERY labels it (checked where the SQL is built)
+_OPEN_OF_OWNER = checkins.open_visit_query(literal_column(_OWNER_ID))
 _compiled: dict[int, str] = {}
 
 
@@ -138,10 +139,12 @@ def _read_sql(connection: Connection) -> str:
     text = _compiled.get(id(_read_sql))
     if text is None:
         owner, target = _sql(connection, _OWNER_LOCKED), _sql(connection, posters.TARGET_QUERY)
+        if f"people.id AS {_OWNER_ID.removeprefix('o.')}," not in owner:
+            raise RuntimeError(f"OWNER_QUERY no longer labels the owner's id {_OWNER_ID}: {owner}")
         text = _compiled[id(_read_sql)] = (
             f"SELECT o.*, t.*, v.* FROM (SELECT 1) AS one LEFT JOIN LATERAL ({owner}) AS o ON true "  # noqa: S608
             f"LEFT JOIN LATERAL ({target}) AS t ON true "
-            f"LEFT JOIN LATERAL ({_sql(connection, _OPEN_BY_DEVICE)}) AS v ON true"
+            f"LEFT JOIN LATERAL ({_sql(connection, _OPEN_OF_OWNER)}) AS v ON true"
         )
     return text
 
