@@ -30,10 +30,7 @@ from app.services import checkins, people, posters, sign_in
 from app.services.personal_data import secret_hash
 
 _devices = RememberedDevice.__table__
-# The device's owner with the owner's row locked: every path that changes a person's visits locks the
-# person first and the visits after (kiosk batches, the ORM path, this one), so that two of them can
-# never wait for each other in a circle. The lock (NO KEY UPDATE) does not stop visits that refer to
-# the person from being inserted.
+# The device's owner with the owner's row locked, before the visits (the lock order of people.lock_rows).
 _OWNER_LOCKED = sign_in.OWNER_QUERY.with_for_update(of=Person.__table__, key_share=True)
 # The owner's open visit, through the owner part of the same statement (`o`, below): the reference makes
 # PostgreSQL read and lock the owner's row before it locks the visit, whatever join order it would

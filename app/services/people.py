@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from app.errors import ValidationError
 from app.extensions import db
@@ -88,6 +88,16 @@ def seen_is_stale(last_seen_at: datetime | None, now: datetime) -> bool:
 def mark_seen(person: Person, now: datetime) -> None:
     if seen_is_stale(person.last_seen_at, now):
         person.last_seen_at = now
+
+
+def lock_rows(which: ColumnElement[bool]) -> None:
+    """Lock these people's rows, in id order, before anything changes their visits.
+
+    Every path that changes a person's visits (check-in and check-out, the device check-in's read, kiosk
+    batches) locks the person first and the visits after, so two of them never wait for each other in a
+    circle. NO KEY UPDATE leaves others free to insert rows that refer to these people.
+    """
+    db.session.execute(select(Person.id).where(which).order_by(Person.id).with_for_update(key_share=True)).all()
 
 
 def phone_of(person: Person) -> str | None:

@@ -49,10 +49,8 @@ def validate_party(party_size: int, companion_phones: Sequence[str]) -> tuple[in
 
 
 def open_visit(person_id: int) -> Checkin | None:
-    """The person's open visit, locked, after the person's row: every path that changes a person's
-    visits locks the person first (NO KEY UPDATE: visits may still refer to them), then the visits, so
-    that two check-ins, a check-out and a kiosk batch never wait for each other in a circle."""
-    db.session.execute(select(Person.id).where(Person.id == person_id).with_for_update(key_share=True)).all()
+    """The person's open visit, locked, after the person's row (people.lock_rows: the lock order)."""
+    people.lock_rows(Person.id == person_id)
     return db.session.scalar(
         select(Checkin).where(Checkin.person_id == person_id, Checkin.checked_out_at.is_(None)).with_for_update()
     )

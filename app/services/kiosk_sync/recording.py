@@ -11,14 +11,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import ARRAY, ColumnElement, Select, any_, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.errors import DomainError
+from app.errors import DomainError, is_transient_database_error
 from app.extensions import db
 from app.models import Checkin, CheckinSource, CheckoutReason, Person
+from app.services import people
 from app.services.kiosk_sync.enrolment import KioskContext
 
 WRITE_ATTEMPTS = 3
-_RETRYABLE = {"40001", "40P01"}  # PostgreSQL: serialization failure, deadlock
-_people = Person.__table__
 
 
 class KioskBusy(DomainError):
@@ -141,7 +140,7 @@ def record_visits_in_bulk(
                 # SQLite: another worker holds the write lock and our read snapshot cannot be upgraded;
                 # only a new transaction helps, so the kiosk sends the batch again after its backoff.
                 raise KioskBusy("The database is busy; send this batch again shortly.") from None
-            if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
+            if not is_transient_database_error(exc):  # a deadlock or serialization failure: plan again
                 raise
     raise KioskBusy("The server is busy with the same visitors; send this batch again shortly.")
 
@@ -175,15 +174,9 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
         by_person[item.person_id].append(item)
     since = min(i.observed_at for i in items) - MAX_STAY
     person_ids = sorted(by_person)
-    # Batches from several kiosks about the same people take turns, in person order (no deadlock):
-    # locking the visits alone would not do, since a late item's new visit is a row no lock covers yet.
-    # NO KEY UPDATE leaves others free to insert visits that refer to these people.
-    db.session.execute(
-        select(_people.c.id)
-        .where(_among(_people.c.id, person_ids))
-        .order_by(_people.c.id)
-        .with_for_update(key_share=True)
-    ).all()
+    # Batches from several kiosks about the same people take turns on the people's rows: locking the
+    # visits alone would not do, since a late item's new visit is a row no lock covers yet.
+    people.lock_rows(_among(Person.id, person_ids))
     rows = db.session.execute(people_visits_query(person_ids, since)).all()
     known: dict[int, list[PlannedVisit]] = defaultdict(list)
     for row in rows:
@@ -310,7 +303,7 @@ def _insert_visits(rows: list[tuple[Any, ...]]) -> None:
     except connection.dialect.dbapi.OperationalError as exc:
         # The driver's own error (COPY bypasses SQLAlchemy): a deadlock or serialization failure with a
         # concurrent check-in is a lost race like the others; anything else is a real fault.
-        if getattr(exc, "sqlstate", None) in _RETRYABLE:
+        if is_transient_database_error(exc):
             raise _StaleVisits from exc
         raise
 
