@@ -29,7 +29,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete as db_delete
+from sqlalchemy import func as db_func
 from sqlalchemy import select as db_select
+from sqlalchemy import table as db_table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,8 +88,10 @@ def main() -> None:
     rules = MatchRules(tail=timedelta(0), lead_days=15)
     with app.app_context():
         started = time.perf_counter()
-        loaded = args.reuse and db.session.execute(db.text("SELECT count(*) FROM checkins")).scalar() == args.checkins
+        loaded = args.reuse and _loaded_checkins(db.session) == args.checkins
         if loaded:
+            db.session.commit()
+            upgrade()  # an earlier load may predate the latest migrations
             person_of = _person_ids(db.session, data)
         else:
             reset_database(url)
@@ -190,6 +194,12 @@ def main() -> None:
         job_ms = job_seconds / len(job_sample) * 1000
         say(f"{len(job_sample)} cases through match_case_batch (stored, matched, {stored} exposures written with "
             f"reasons, committed per batch): {job_seconds:.2f} s = {job_ms:.2f} ms/case")  # fmt: skip
+        if url.startswith("postgresql"):
+            row_bytes = db.session.execute(
+                db.text("SELECT avg(pg_column_size(e.*)) FROM exposures e WHERE e.case_id = ANY(:ids)"),
+                {"ids": case_ids},
+            ).scalar()
+            say(f"  average exposure row as stored (heap, without indexes): {float(row_bytes or 0):.0f} bytes")
         for first in range(0, len(case_ids), 500):
             chunk = case_ids[first : first + 500]
             db.session.execute(db_delete(Exposure).where(Exposure.case_id.in_(chunk)))
@@ -201,6 +211,16 @@ def main() -> None:
 
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+def _loaded_checkins(session: object) -> int | None:
+    """How many check-ins an earlier run loaded (None when the database has no schema yet)."""
+    from sqlalchemy import inspect
+
+    bind = session.get_bind()  # type: ignore[attr-defined]
+    if "checkins" not in inspect(bind).get_table_names():
+        return None
+    return session.execute(db_select(db_func.count()).select_from(db_table("checkins"))).scalar()  # type: ignore[attr-defined]
 
 
 def _person_ids(session: object, directory: Path) -> dict[int, int]:
