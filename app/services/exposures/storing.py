@@ -4,7 +4,7 @@ cases marked matched, venue outbreaks recorded, in bounded batches."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,7 +55,11 @@ _INSERT_EXPOSURES_POSTGRESQL = (
 )
 
 
-def _insert_ignoring_duplicates(rows: list[tuple[Any, ...]], case_ids: Sequence[int]) -> Counter[int]:
+# Rows per insert statement (and per executemany on SQLite).
+INSERT_CHUNK = 1000
+
+
+def _insert_ignoring_duplicates(chunks: Iterable[list[tuple[Any, ...]]], case_ids: Sequence[int]) -> Counter[int]:
     """Insert exposure rows (tuples in _INSERT_EXPOSURES's column order, created_at already in the
     driver's form), skipping those already stored; the number inserted per case.
 
@@ -63,19 +67,22 @@ def _insert_ignoring_duplicates(rows: list[tuple[Any, ...]], case_ids: Sequence[
     the database's own work. PostgreSQL gets each chunk as one statement over column arrays, SQLite
     an executemany; a count per case before and after gives the numbers inserted (RETURNING would
     make SQLAlchemy fold each chunk into one statement of thousands of parameters).
+
+    On PostgreSQL the statements go through psycopg's pipeline: each is sent without waiting for the
+    one before, so the server inserts a chunk while Python writes the reasons of the next (``chunks``
+    is consumed lazily); errors surface when the pipeline ends, before the counts.
     """
-    if not rows:
-        return Counter()
     connection = db.session.connection()
     before = _stored_per_case(case_ids)
     if connection.dialect.name == "postgresql":
-        for start in range(0, len(rows), 1000):
-            columns = [list(column) for column in zip(*rows[start : start + 1000], strict=True)]
-            connection.exec_driver_sql(_INSERT_EXPOSURES_POSTGRESQL, tuple(columns))
+        driver = connection.connection.driver_connection
+        with driver.pipeline(), driver.cursor() as cursor:
+            for rows in chunks:
+                cursor.execute(_INSERT_EXPOSURES_POSTGRESQL, [list(column) for column in zip(*rows, strict=True)])
     else:
         sql = _INSERT_EXPOSURES_BY_STYLE[connection.dialect.paramstyle]
-        for start in range(0, len(rows), 1000):
-            connection.exec_driver_sql(sql, rows[start : start + 1000])
+        for rows in chunks:
+            connection.exec_driver_sql(sql, rows)
     after = _stored_per_case(case_ids)
     after.subtract(before)
     return after
@@ -118,30 +125,38 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
     venue_ids = {c.venue_id for _stays, contacts in found.values() for c in contacts}
     venues = {v.id: v for v in db.session.scalars(select(Venue).where(Venue.id.in_(venue_ids)))}
     zones = {venue_id: ZoneInfo(venue.timezone) for venue_id, venue in venues.items()}
-    rows = []
     created_at = _driver_value(Exposure.__table__.c.created_at, now)
     new = ExposureStatus.NEW.value
-    for case_id, (_stays, contacts) in found.items():
-        for contact in contacts:
-            reason_en, reason_ru = matching.describe_all(
-                contact, venues[contact.venue_id].name, zones[contact.venue_id], ("en", "ru")
-            )
-            rows.append(
-                (
-                    case_id,
-                    contact.case_checkin_id,
-                    contact.checkin_id,
-                    contact.person_id,
-                    contact.venue_id,
-                    contact.risk,
-                    int(contact.overlap.total_seconds()),
-                    reason_en,
-                    reason_ru,
-                    new,
-                    created_at,
+
+    def chunks() -> Iterator[list[tuple[Any, ...]]]:
+        rows = []
+        for case_id, (_stays, contacts) in found.items():
+            for contact in contacts:
+                reason_en, reason_ru = matching.describe_all(
+                    contact, venues[contact.venue_id].name, zones[contact.venue_id], ("en", "ru")
                 )
-            )
-    inserted = _insert_ignoring_duplicates(rows, list(found))
+                rows.append(
+                    (
+                        case_id,
+                        contact.case_checkin_id,
+                        contact.checkin_id,
+                        contact.person_id,
+                        contact.venue_id,
+                        contact.risk,
+                        int(contact.overlap.total_seconds()),
+                        reason_en,
+                        reason_ru,
+                        new,
+                        created_at,
+                    )
+                )
+                if len(rows) == INSERT_CHUNK:
+                    yield rows
+                    rows = []
+        if rows:
+            yield rows
+
+    inserted = _insert_ignoring_duplicates(chunks(), list(found)) if venue_ids else Counter()
     for case_id, window in windows.items():
         loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window
     db.session.flush()  # the windows, which record_outbreaks reads

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app.jobs import run_job
+from app.jobs import run_job, unit_of_work
 from app.models import Case, Companion, Exposure, Notice, OutboxMessage, VenueOutbreak
-from app.services import exposures, notices
+from app.services import exposures, matching, notices
 from app.services.exposures import match_case, rules_from_config
 from tests import factories as f
 
@@ -69,6 +69,43 @@ def test_matching_twice_inserts_nothing_new(app: Flask, db: Any, now: datetime) 
     second = _match(app, case, now)
     assert second.exposures_found == 1 and second.exposures_inserted == 0
     assert db.session.scalar(select(func.count()).select_from(Exposure)) == 1
+
+
+def test_exposures_stream_in_chunks_and_a_failure_midway_writes_none_of_them(
+    app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small chunks, so that eleven exposures take four insert statements (on PostgreSQL, pipelined).
+    monkeypatch.setattr(exposures.storing, "INSERT_CHUNK", 3)
+    venue = f.venue()
+    start = now - timedelta(hours=5)
+    sick, others = f.person(), [f.person() for _ in range(11)]
+    f.checkin(sick, venue, start)
+    visits = {f.checkin(other, venue, start + timedelta(minutes=n)).id for n, other in enumerate(others)}
+    case = _case(sick, now)
+    db.session.commit()  # the visits stay when the failed match rolls back
+    real_describe = matching.describe_all
+    calls = 0
+
+    def fail_in_the_third_chunk(*args: Any, **kwargs: Any) -> list[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 8:  # two chunks are already on their way to the database
+            raise RuntimeError("the reasons could not be written")
+        return real_describe(*args, **kwargs)
+
+    monkeypatch.setattr(matching, "describe_all", fail_in_the_third_chunk)
+    with pytest.raises(RuntimeError, match="could not be written"), unit_of_work():
+        _match(app, case, now)
+    assert calls == 8
+    assert db.session.scalar(select(func.count()).select_from(Exposure)) == 0
+    assert db.session.get(Case, case.id).matched_at is None
+
+    monkeypatch.setattr(matching, "describe_all", real_describe)
+    with unit_of_work():
+        result = _match(app, case, now)
+    assert result.exposures_found == result.exposures_inserted == 11
+    assert set(db.session.scalars(select(Exposure.checkin_id))) == visits
+    assert _match(app, case, now).exposures_inserted == 0  # all eleven were stored, none twice
 
 
 def test_companions_of_an_exposed_visit_and_of_the_case_are_exposed_as_themselves(
