@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -106,6 +107,39 @@ def test_exposures_stream_in_chunks_and_a_failure_midway_writes_none_of_them(
     assert result.exposures_found == result.exposures_inserted == 11
     assert set(db.session.scalars(select(Exposure.checkin_id))) == visits
     assert _match(app, case, now).exposures_inserted == 0  # all eleven were stored, none twice
+
+
+def test_a_row_the_database_refuses_midway_leaves_no_exposure_and_a_usable_session(
+    app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The visit of the last contact vanished (say, erased) between reading and writing: its foreign key
+    # fails in the fourth insert statement, after three were sent (on PostgreSQL, in the pipeline).
+    monkeypatch.setattr(exposures.storing, "INSERT_CHUNK", 3)
+    venue = f.venue()
+    start = now - timedelta(hours=5)
+    sick = f.person()
+    f.checkin(sick, venue, start)
+    for n in range(10):
+        f.checkin(f.person(), venue, start + timedelta(minutes=n))
+    case = _case(sick, now)
+    db.session.commit()
+    real_find = exposures.storing.find_contacts_for_cases
+
+    def with_a_vanished_visit(*args: Any, **kwargs: Any) -> Any:
+        found = real_find(*args, **kwargs)
+        stays, contacts = found[case.id]
+        found[case.id] = (stays, [*contacts, dataclasses.replace(contacts[-1], checkin_id=2**31 - 1)])
+        return found
+
+    monkeypatch.setattr(exposures.storing, "find_contacts_for_cases", with_a_vanished_visit)
+    with pytest.raises(Exception, match=r"(?i)foreign key"), unit_of_work():
+        _match(app, case, now)
+    assert db.session.scalar(select(func.count()).select_from(Exposure)) == 0
+    assert db.session.get(Case, case.id).matched_at is None
+
+    monkeypatch.setattr(exposures.storing, "find_contacts_for_cases", real_find)
+    with unit_of_work():
+        assert _match(app, case, now).exposures_inserted == 10
 
 
 def test_companions_of_an_exposed_visit_and_of_the_case_are_exposed_as_themselves(
