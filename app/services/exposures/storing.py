@@ -156,6 +156,7 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
         if rows:
             yield rows
 
+    # No venue means no contact: nothing to insert or count.
     inserted = _insert_ignoring_duplicates(chunks(), list(found)) if venue_ids else Counter()
     for case_id, window in windows.items():
         loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window

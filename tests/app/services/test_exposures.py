@@ -72,18 +72,25 @@ def test_matching_twice_inserts_nothing_new(app: Flask, db: Any, now: datetime) 
     assert db.session.scalar(select(func.count()).select_from(Exposure)) == 1
 
 
+def _committed_case_among(others: int, now: datetime) -> tuple[Case, set[int]]:
+    """A case's visit and `others` visitors arriving a minute apart while the case is there, committed
+    (they stay when a failed match rolls back); the case and the others' visit ids."""
+    venue = f.venue()
+    start = now - timedelta(hours=5)
+    sick = f.person()
+    f.checkin(sick, venue, start)
+    visits = {f.checkin(f.person(), venue, start + timedelta(minutes=n)).id for n in range(others)}
+    case = _case(sick, now)
+    f.db.session.commit()
+    return case, visits
+
+
 def test_exposures_stream_in_chunks_and_a_failure_midway_writes_none_of_them(
     app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small chunks, so that eleven exposures take four insert statements (on PostgreSQL, pipelined).
     monkeypatch.setattr(exposures.storing, "INSERT_CHUNK", 3)
-    venue = f.venue()
-    start = now - timedelta(hours=5)
-    sick, others = f.person(), [f.person() for _ in range(11)]
-    f.checkin(sick, venue, start)
-    visits = {f.checkin(other, venue, start + timedelta(minutes=n)).id for n, other in enumerate(others)}
-    case = _case(sick, now)
-    db.session.commit()  # the visits stay when the failed match rolls back
+    case, visits = _committed_case_among(11, now)
     real_describe = matching.describe_all
     calls = 0
 
@@ -115,14 +122,7 @@ def test_a_row_the_database_refuses_midway_leaves_no_exposure_and_a_usable_sessi
     # The visit of the last contact vanished (say, erased) between reading and writing: its foreign key
     # fails in the fourth insert statement, after three were sent (on PostgreSQL, in the pipeline).
     monkeypatch.setattr(exposures.storing, "INSERT_CHUNK", 3)
-    venue = f.venue()
-    start = now - timedelta(hours=5)
-    sick = f.person()
-    f.checkin(sick, venue, start)
-    for n in range(10):
-        f.checkin(f.person(), venue, start + timedelta(minutes=n))
-    case = _case(sick, now)
-    db.session.commit()
+    case, _visits = _committed_case_among(10, now)
     real_find = exposures.storing.find_contacts_for_cases
 
     def with_a_vanished_visit(*args: Any, **kwargs: Any) -> Any:
