@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from flask import Flask, Response, abort, request
 
 # No inline scripts or styles anywhere: pages load only their own static files. form-action 'self'
@@ -12,6 +14,8 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def init_security_headers(app: Flask) -> None:
@@ -27,7 +31,10 @@ def init_security_headers(app: Flask) -> None:
     @app.before_request
     def _refuse_nul_characters() -> None:
         # PostgreSQL cannot store U+0000 in text (the driver raises: a 500), and no field needs one.
-        if any("\x00" in value for _, value in request.values.items(multi=True)):
+        fields = request.args.items(multi=True)
+        if request.mimetype in _FORM_TYPES:  # only these bodies have form fields: JSON is not parsed here
+            fields = itertools.chain(fields, request.form.items(multi=True))
+        if any("\x00" in value for _, value in fields):
             abort(400, "A field contains a NUL character.")
 
     @app.after_request

@@ -8,8 +8,10 @@ Usage:
 Steps: generate the shared workload (../shared/bench/gen_workload.py), migrate an empty database,
 bulk-load venues, people and visits (executemany; COPY on PostgreSQL), give BENCH_DEVICES people a
 remembered device and every venue a poster, start gunicorn on loopback, and drive it with wrk (Debian
-package) for the same duration against /hello and against POST /api/v1/checkins with random
-(device, poster) pairs. Prints requests/s for both and the ratio, with the conditions.
+package) for the same duration against POST /api/v1/checkins with random (device, poster) pairs, against
+a bare Flask app's /hello (one route, nothing else: the issue's yardstick) and against a /hello route
+inside the full app (every request's hooks: rate limiter, metrics, security headers, unit of work), all
+under the same gunicorn settings. Prints requests/s for each and the ratios, with the conditions.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ BENCH_DEVICES = 2000
 WSGI = """
 from app import create_app
 app = create_app()
+
+@app.get("/hello")
+def hello():
+    return "hello"
+"""
+
+BARE_WSGI = """
+from flask import Flask
+app = Flask(__name__)
 
 @app.get("/hello")
 def hello():
@@ -229,8 +240,21 @@ def wrk(port: int, path: str, seconds: int, connections: int, script: Path | Non
     return Run(rate, cpu)
 
 
-def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int) -> tuple[Run, Run]:
-    """Start gunicorn with `workers`, warm up, then measure hello and check-in; returns requests/s."""
+def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int) -> tuple[Run, Run, Run]:
+    """Measure (bare hello, the app's hello, check-in) under gunicorn with `workers`, each after a warm-up.
+    The bare app's turn alternates with the full app's so that a drifting machine tilts neither."""
+    bare_first = serve(args, workdir, "bare_wsgi", workers, [("/hello", None)])
+    app_hello, checkin = serve(args, workdir, "bench_wsgi", workers, [("/hello", None), ("/api/v1/checkins", script)])
+    bare_last = serve(args, workdir, "bare_wsgi", workers, [("/hello", None)])
+    bare = Run((bare_first[0].per_second + bare_last[0].per_second) / 2, f"{bare_first[0].cpu} (first turn)")
+    print(f"  bare hello, before and after the app: {bare_first[0].per_second:.0f} and {bare_last[0].per_second:.0f}/s")
+    return bare, app_hello, checkin
+
+
+def serve(
+    args: argparse.Namespace, workdir: Path, module: str, workers: int, paths: list[tuple[str, Path | None]]
+) -> list[Run]:
+    """Start gunicorn on `module`, warm each path up, then measure each in turn."""
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -244,21 +268,19 @@ def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int)
             str(workdir),
             "--pythonpath",
             str(ROOT),
-            "bench_wsgi:app",
+            f"{module}:app",
         ],
         env=env_for(args.database_url),
         stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(3)
-        wrk(args.port, "/hello", 2, args.connections, None)  # warm-up
-        wrk(args.port, "/api/v1/checkins", 2, args.connections, script)
-        hello = wrk(args.port, "/hello", args.seconds, args.connections, None)
-        checkin = wrk(args.port, "/api/v1/checkins", args.seconds, args.connections, script)
+        for path, script in paths:
+            wrk(args.port, path, 2, args.connections, script)  # warm-up
+        return [wrk(args.port, path, args.seconds, args.connections, script) for path, script in paths]
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return hello, checkin
 
 
 def main() -> None:
@@ -276,6 +298,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
     devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
     (workdir / "bench_wsgi.py").write_text(WSGI)
+    (workdir / "bare_wsgi.py").write_text(BARE_WSGI)
     script = workdir / "checkin.lua"
     script.write_text(
         LUA
@@ -289,16 +312,20 @@ def main() -> None:
         f"conditions: {backend}, {args.rows} visits pre-loaded (loaded in {load_s:.0f} s), gunicorn "
         f"threads={args.threads}, wrk -t2 -c{args.connections} -d{args.seconds}s on loopback, "
         f"{os.cpu_count()} CPUs shared by server, database and load generator, {len(devices)} devices x "
-        f"{len(poster_tokens)} posters; hello and check-in measured one after the other under the same server"
+        f"{len(poster_tokens)} posters; each measured one after the other under the same gunicorn settings"
     )
     for workers in (int(w) for w in str(args.workers).split(",")):
-        hello, checkin = measure(args, workdir, script, workers)
+        bare, hello, checkin = measure(args, workdir, script, workers)
         print(
-            f"workers={workers}: hello {hello.per_second:6.0f} requests/s, check-in {checkin.per_second:6.0f} "
-            f"requests/s ({checkin.per_second / hello.per_second:.0%} of hello)",
+            f"workers={workers}: check-in {checkin.per_second:6.0f} requests/s = "
+            f"{checkin.per_second / bare.per_second:.0%} of a bare Flask hello ({bare.per_second:.0f}/s, the mean "
+            f"of two turns), {checkin.per_second / hello.per_second:.0%} of the app's hello ({hello.per_second:.0f}/s)",
             flush=True,
         )
-        print(f"  CPU per hello:    {hello.cpu}\n  CPU per check-in: {checkin.cpu}", flush=True)
+        print(
+            f"  CPU per bare hello: {bare.cpu}\n  CPU per app hello:  {hello.cpu}\n  CPU per check-in:   {checkin.cpu}",
+            flush=True,
+        )
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -21,12 +21,27 @@ from tests.conftest import settings_for
 @pytest.fixture
 def app_with_routes(database_url: str, db: Any) -> Flask:
     application = create_app(settings_for(database_url, WTF_CSRF_ENABLED=False))
+    sessions: list[bool] = []
+    application.config["sessions_seen"] = sessions
 
     @application.post("/t/ok")
     def ok() -> str:
         db.session.add(Organisation(name="committed"))
         db.session.flush()
         return "ok"
+
+    @application.post("/t/pending")
+    def pending() -> str:
+        db.session.add(Organisation(name="never flushed"))  # the commit flushes it
+        return "ok"
+
+    @application.post("/t/no-database")
+    def no_database() -> str:
+        return "ok"
+
+    @application.teardown_appcontext
+    def _seen(_exc: BaseException | None) -> None:  # runs before Flask-SQLAlchemy removes the session
+        sessions.append(db.session.registry.has())
 
     @application.post("/t/refused")
     def refused() -> str:
@@ -67,6 +82,18 @@ def test_successful_request_commits(app_with_routes: Flask) -> None:
         assert _count("committed") == 1
 
 
+def test_objects_added_but_never_flushed_are_committed(app_with_routes: Flask) -> None:
+    assert app_with_routes.test_client().post("/t/pending").status_code == 200
+    with app_with_routes.app_context():
+        assert _count("never flushed") == 1
+
+
+def test_a_request_that_never_uses_the_database_opens_no_session(app_with_routes: Flask) -> None:
+    response = app_with_routes.test_client().post("/t/no-database")
+    assert response.status_code == 200 and response.text == "ok"
+    assert app_with_routes.config["sessions_seen"] == [False]
+
+
 def test_refused_request_leaves_nothing_half_written(app_with_routes: Flask) -> None:
     response = app_with_routes.test_client().post("/t/refused", headers={"Accept": "application/json"})
     assert response.status_code == 400
@@ -96,3 +123,17 @@ def test_a_lost_race_in_the_database_is_a_busy_answer_not_a_crash(app_with_route
     assert response.get_json()["error"] == "The service is busy; please try again in a moment."
     with app_with_routes.app_context():
         assert _count("first half") == 0
+
+
+def test_a_nul_character_in_the_query_string_or_a_form_is_refused(app_with_routes: Flask) -> None:
+    client = app_with_routes.test_client()
+    for response in (
+        client.post("/t/ok?name=a%00b", headers={"Accept": "application/json"}),
+        client.post("/t/ok", data={"name": "a\x00b"}, headers={"Accept": "application/json"}),
+    ):
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "A field contains a NUL character."
+    # A JSON body is not a form: its strings are checked by the views that read them.
+    assert client.post("/t/ok", json={"name": "a\x00b"}).status_code == 200
+    with app_with_routes.app_context():
+        assert _count("committed") == 1
