@@ -239,8 +239,9 @@ def _verify(items: Sequence[_Item], results: dict[int, ItemResult]) -> list[Veri
 
 
 def _is_step_low_fresh(step_low: int, at: datetime, window_steps: int) -> bool:
+    # step_low is one of (current + d) % 4096 for |d| <= window_steps: its distance above current - window.
     current = codes.time_step(at, codes.PERSONAL_STEP_S)
-    return any((current + d) % 4096 == step_low for d in range(-window_steps, window_steps + 1))
+    return (step_low - current + window_steps) % 4096 <= 2 * window_steps
 
 
 def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int, _Key]:
