@@ -1,7 +1,7 @@
 """Check-in throughput: the JSON check-in endpoint under gunicorn, against a bare "hello" route.
 
 Usage:
-  .venv/bin/python bench/bench_checkin.py --database-url sqlite:////tmp/bench.sqlite3 --rows 100000
+  .venv/bin/python bench/bench_checkin.py --rows 100000   # a new SQLite file in a temporary directory
   .venv/bin/python bench/bench_checkin.py --database-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres \
       --rows 1000000
 
@@ -285,7 +285,7 @@ def serve(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--database-url", help="default: a new SQLite file in a temporary directory")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--workers", default="2", help="gunicorn sync workers; a list (2,4) measures each in turn")
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (1: sync workers)")
@@ -296,6 +296,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
+    if not args.database_url:
+        args.database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
     devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
     (workdir / "bench_wsgi.py").write_text(WSGI)
     (workdir / "bare_wsgi.py").write_text(BARE_WSGI)
