@@ -39,23 +39,14 @@ from bench.cpu_split import KINDS, cpu_seconds, per_request  # noqa: E402
 
 BENCH_DEVICES = 2000
 
-WSGI = """
-from app import create_app
-app = create_app()
-
+# The same route in both apps: only what surrounds it differs.
+HELLO = """
 @app.get("/hello")
 def hello():
     return "hello"
 """
-
-BARE_WSGI = """
-from flask import Flask
-app = Flask(__name__)
-
-@app.get("/hello")
-def hello():
-    return "hello"
-"""
+WSGI = "from app import create_app\napp = create_app()\n" + HELLO
+BARE_WSGI = "from flask import Flask\napp = Flask(__name__)\n" + HELLO
 
 LUA = """
 local devices = {%(devices)s}
