@@ -109,7 +109,11 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
     An annulled case is marked matched without looking for anyone. Raises LookupError for an unknown
     case id and ValueError for a case whose dates give no window; nothing of the batch is flushed then.
     """
-    loaded = {c.id: c for c in db.session.scalars(select(Case).where(Case.id.in_(list(case_ids))))}
+    # Locked until the batch commits: annulling a case locks it too, so an annulment waits for the batch
+    # and then withdraws the exposures it stored, and a batch that comes second sees the case annulled.
+    # Unlocked, an annulment committed mid-batch would leave new exposures of an annulled case behind.
+    cases = select(Case).where(Case.id.in_(list(case_ids))).order_by(Case.id).with_for_update(of=Case)
+    loaded = {c.id: c for c in db.session.scalars(cases)}
     missing = [case_id for case_id in case_ids if case_id not in loaded]
     if missing:
         raise LookupError(f"no case {missing[0]}")

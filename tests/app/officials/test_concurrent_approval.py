@@ -9,19 +9,32 @@ unique notice per person and visit must settle it without an error reaching anyo
 from __future__ import annotations
 
 import functools
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Case, Exposure, MessageKind, Notice, Official, OfficialRole, OutboxMessage, utcnow
-from app.services import accounts, notices
-from app.services.exposures import match_case, rules_from_config
+from app.models import (
+    Case,
+    CaseStatus,
+    Exposure,
+    ExposureStatus,
+    MessageKind,
+    Notice,
+    Official,
+    OfficialRole,
+    OutboxMessage,
+    utcnow,
+)
+from app.services import accounts, cases, notices
+from app.services.exposures import match_case, rules_from_config, storing
 from tests import factories
 from tests.support.concurrency import errors, run_together
 from tests.support.live import LiveServer, live_server_fixture
@@ -133,3 +146,54 @@ def test_resuming_sending_while_the_policy_job_queues_notifies_each_contact_once
     )
     assert errors(outcomes) == []
     _each_contact_notified_once(live.app, ids["case"])
+
+
+def test_annulling_a_case_while_it_is_being_matched_leaves_no_exposure_to_notify(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The official annuls the case just after the matching job read it, before its exposures are
+    written. Whichever commits first, no exposure of the annulled case may stay new (approvable)."""
+    now = utcnow()
+    app = live.app
+    with app.app_context():
+        venue = factories.venue(name="Кафе «annulled»")
+        sick = factories.person()
+        start = now - timedelta(days=1)
+        factories.checkin(sick, venue, start, minutes=60)
+        for person in [factories.person() for _ in range(5)]:
+            factories.checkin(person, venue, start + timedelta(minutes=10), minutes=40)
+        case = Case(person_id=sick.id, tested_on=now.date(), created_at=now - timedelta(hours=1))
+        db.session.add(case)
+        official = accounts.create_official("annul@health.example", "correct horse battery", "T", OfficialRole.OFFICIAL)
+        db.session.commit()
+        case_id, official_id = case.id, official.id
+        db.session.remove()
+
+    read, annulled = threading.Event(), threading.Event()
+    find = storing.find_contacts_for_cases
+
+    def find_then_give_the_official_time(*args: Any, **kwargs: Any) -> Any:
+        read.set()  # the job has read the case
+        annulled.wait(3)  # the annulment's chance to commit first, unless the job's lock holds it back
+        return find(*args, **kwargs)
+
+    monkeypatch.setattr(storing, "find_contacts_for_cases", find_then_give_the_official_time)
+
+    def annul() -> Any:
+        assert read.wait(30)
+        try:
+            return cases.annul_case(case_id, reason="lab mix-up", official_id=official_id, now=utcnow(),
+                                    public_base_url=BASE_URL)  # fmt: skip
+        finally:
+            annulled.set()
+
+    def match() -> Any:
+        return match_case(case_id, now=now, rules=rules_from_config(app.config), tz=ZoneInfo("UTC"))
+
+    outcomes = _together(app, [match, annul])
+    assert errors(outcomes) == []
+    with app.app_context():
+        assert db.session.get(Case, case_id).status == CaseStatus.ANNULLED
+        statuses = Counter(db.session.scalars(select(Exposure.status).where(Exposure.case_id == case_id)))
+        assert ExposureStatus.NEW not in statuses, statuses
+        db.session.remove()
