@@ -128,6 +128,18 @@ def set_sending_halted(is_on: bool, official: Official, reason: str, *, now: dat
 
 
 def _approve(condition: ColumnElement[bool], actor: Actor, now: datetime, public_base_url: str) -> tuple[int, int]:
+    # The active cases behind these exposures, locked FOR SHARE until this approval commits: approvals
+    # still run side by side, but annulling a case updates its row and so waits, then withdraws with
+    # this approval's notices in sight (to cancel or retract them). Unlocked, an annulment could read
+    # the exposures before the notices were written and leave them queued for an annulled case. An
+    # annulment that commits first leaves nothing of its case to approve here.
+    new_of_case = select(Exposure.case_id).where(condition, Exposure.status == ExposureStatus.NEW)
+    db.session.execute(
+        select(Case.id)
+        .where(Case.status == CaseStatus.ACTIVE, Case.id.in_(new_of_case))
+        .order_by(Case.id)
+        .with_for_update(read=True)
+    ).all()
     active_case = exists().where(Case.id == Exposure.case_id, Case.status == CaseStatus.ACTIVE)
     ids = list(
         db.session.scalars(select(Exposure.id).where(condition, Exposure.status == ExposureStatus.NEW, active_case))

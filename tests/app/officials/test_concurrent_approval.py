@@ -27,6 +27,7 @@ from app.models import (
     Exposure,
     ExposureStatus,
     MessageKind,
+    MessageStatus,
     Notice,
     Official,
     OfficialRole,
@@ -196,4 +197,43 @@ def test_annulling_a_case_while_it_is_being_matched_leaves_no_exposure_to_notify
         assert db.session.get(Case, case_id).status == CaseStatus.ANNULLED
         statuses = Counter(db.session.scalars(select(Exposure.status).where(Exposure.case_id == case_id)))
         assert ExposureStatus.NEW not in statuses, statuses
+        db.session.remove()
+
+
+def test_annulling_a_case_while_its_exposures_are_being_approved_cancels_the_notices(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The official annuls the case while another official's approval of it is writing its notices.
+    Whichever commits first, no notice of the annulled case may stay queued to be sent."""
+    ids = _case_with_contacts(live.app, utcnow(), "annul-approve")
+    approving, annulled = threading.Event(), threading.Event()
+    queue = notices.queue_pending_notices
+
+    def queue_after_the_annulment_had_its_chance(**kwargs: Any) -> int:
+        approving.set()  # the exposures are approved, their notices not written yet
+        annulled.wait(3)  # the annulment's chance to read them first, unless the approval holds it back
+        return queue(**kwargs)
+
+    monkeypatch.setattr(notices, "queue_pending_notices", queue_after_the_annulment_had_its_chance)
+
+    def annul() -> Any:
+        assert approving.wait(30)
+        try:
+            return cases.annul_case(ids["case"], reason="lab mix-up", official_id=ids["officials"][1], now=utcnow(),
+                                    public_base_url=BASE_URL)  # fmt: skip
+        finally:
+            annulled.set()
+
+    outcomes = _together(live.app, [_as_official(0, ids, notices.approve_case, ids["case"]), annul])
+    assert errors(outcomes) == []
+    with live.app.app_context():
+        exposed = select(Exposure.person_id).where(Exposure.case_id == ids["case"])
+        sms = Counter(
+            db.session.scalars(
+                select(OutboxMessage.status).where(
+                    OutboxMessage.kind == MessageKind.NOTICE, OutboxMessage.person_id.in_(exposed)
+                )
+            )
+        )
+        assert sms == Counter({MessageStatus.CANCELLED: CONTACTS}), sms
         db.session.remove()
