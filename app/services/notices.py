@@ -11,8 +11,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select, update
+from sqlalchemy import ColumnElement, Select, exists, select, update
 from sqlalchemy.orm import aliased
 
 from app.errors import NotFoundError, PermissionDenied, ValidationError
@@ -127,19 +128,23 @@ def set_sending_halted(is_on: bool, official: Official, reason: str, *, now: dat
 # --- approval --------------------------------------------------------------------------------------
 
 
+def _lock_active_cases(case_ids: Select[Any]) -> None:
+    """Lock FOR SHARE, in id order, the active cases among `case_ids` (a subquery), until the commit."""
+    db.session.execute(
+        select(Case.id)
+        .where(Case.status == CaseStatus.ACTIVE, Case.id.in_(case_ids))
+        .order_by(Case.id)
+        .with_for_update(read=True)
+    ).all()
+
+
 def _approve(condition: ColumnElement[bool], actor: Actor, now: datetime, public_base_url: str) -> tuple[int, int]:
     # The active cases behind these exposures, locked FOR SHARE until this approval commits: approvals
     # still run side by side, but annulling a case updates its row and so waits, then withdraws with
     # this approval's notices in sight (to cancel or retract them). Unlocked, an annulment could read
     # the exposures before the notices were written and leave them queued for an annulled case. An
     # annulment that commits first leaves nothing of its case to approve here.
-    new_of_case = select(Exposure.case_id).where(condition, Exposure.status == ExposureStatus.NEW)
-    db.session.execute(
-        select(Case.id)
-        .where(Case.status == CaseStatus.ACTIVE, Case.id.in_(new_of_case))
-        .order_by(Case.id)
-        .with_for_update(read=True)
-    ).all()
+    _lock_active_cases(select(Exposure.case_id).where(condition, Exposure.status == ExposureStatus.NEW))
     active_case = exists().where(Case.id == Exposure.case_id, Case.status == CaseStatus.ACTIVE)
     ids = list(
         db.session.scalars(select(Exposure.id).where(condition, Exposure.status == ExposureStatus.NEW, active_case))
@@ -218,7 +223,12 @@ def queue_pending_notices(*, now: datetime, public_base_url: str) -> int:
 
     Exposures of the same person on the same visit (several cases) share one notice. Callers check
     the stop switch first.
+
+    The cases behind these exposures are locked FOR SHARE first, for the reason given in _approve: an
+    annulment waits for these notices and then cancels them.
     """
+    waiting = select(Exposure.case_id).where(Exposure.status == ExposureStatus.APPROVED, Exposure.notice_id.is_(None))
+    _lock_active_cases(waiting)
     pending = list(
         db.session.scalars(
             select(Exposure)

@@ -200,31 +200,53 @@ def test_annulling_a_case_while_it_is_being_matched_leaves_no_exposure_to_notify
         db.session.remove()
 
 
-def test_annulling_a_case_while_its_exposures_are_being_approved_cancels_the_notices(
-    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("path", "pause_in"),
+    # Where the writer pauses for the annulment: the approval just before it writes its notices, the
+    # resumed sending as it writes the first one (it takes its lock as it starts writing).
+    [("approval", "queue_pending_notices"), ("resumed sending", "notice_texts")],
+)
+def test_annulling_a_case_while_its_notices_are_being_written_cancels_them(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch, path: str, pause_in: str
 ) -> None:
-    """The official annuls the case while another official's approval of it is writing its notices.
+    """The official annuls the case while its notices are being written: by another official's approval,
+    or by a supervisor resuming sending after the exposures were approved under the stop switch.
     Whichever commits first, no notice of the annulled case may stay queued to be sent."""
-    ids = _case_with_contacts(live.app, utcnow(), "annul-approve")
-    approving, annulled = threading.Event(), threading.Event()
-    queue = notices.queue_pending_notices
+    ids = _case_with_contacts(live.app, utcnow(), f"annul-{path.split()[0]}")
+    if path == "approval":
+        write_notices = _as_official(0, ids, notices.approve_case, ids["case"])
+    else:
+        with live.app.app_context():
+            supervisor = db.session.get(Official, ids["officials"][0])
+            notices.set_sending_halted(True, supervisor, "checking the list", now=utcnow(), public_base_url=BASE_URL)
+            notices.approve_case(ids["case"], supervisor, now=utcnow(), public_base_url=BASE_URL)
+            db.session.commit()
+            db.session.remove()
 
-    def queue_after_the_annulment_had_its_chance(**kwargs: Any) -> int:
-        approving.set()  # the exposures are approved, their notices not written yet
-        annulled.wait(3)  # the annulment's chance to read them first, unless the approval holds it back
-        return queue(**kwargs)
+        def write_notices() -> Any:
+            supervisor = db.session.get(Official, ids["officials"][0])
+            return notices.set_sending_halted(False, supervisor, "checked", now=utcnow(), public_base_url=BASE_URL)
 
-    monkeypatch.setattr(notices, "queue_pending_notices", queue_after_the_annulment_had_its_chance)
+    writing, annulled = threading.Event(), threading.Event()
+    paused = getattr(notices, pause_in)
+
+    def after_the_annulment_had_its_chance(*args: Any, **kwargs: Any) -> Any:
+        if not writing.is_set():
+            writing.set()
+            annulled.wait(3)  # the annulment's chance to withdraw first, unless a lock holds it back
+        return paused(*args, **kwargs)
+
+    monkeypatch.setattr(notices, pause_in, after_the_annulment_had_its_chance)
 
     def annul() -> Any:
-        assert approving.wait(30)
+        assert writing.wait(30)
         try:
             return cases.annul_case(ids["case"], reason="lab mix-up", official_id=ids["officials"][1], now=utcnow(),
                                     public_base_url=BASE_URL)  # fmt: skip
         finally:
             annulled.set()
 
-    outcomes = _together(live.app, [_as_official(0, ids, notices.approve_case, ids["case"]), annul])
+    outcomes = _together(live.app, [write_notices, annul])
     assert errors(outcomes) == []
     with live.app.app_context():
         exposed = select(Exposure.person_id).where(Exposure.case_id == ids["case"])
