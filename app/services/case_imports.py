@@ -15,7 +15,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from app.errors import DomainError, ValidationError
+from app.errors import ConflictError, DomainError, ValidationError
 from app.extensions import db
 from app.models import Case
 from app.services import cases
@@ -112,6 +112,12 @@ def import_cases(
                         official_id=official_id,
                         actor_kind="official" if official_id else "system",
                     )
+            except ConflictError as exc:
+                if exc.field != "lab_reference":
+                    result.errors.append((line, exc.message))
+                    continue
+                result.already_recorded += 1  # recorded at the same moment by another import or official
+                continue
             except DomainError as exc:
                 result.errors.append((line, exc.message))
                 continue

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import ConflictError, NotFoundError, ValidationError
 from app.extensions import db
@@ -36,14 +37,7 @@ def _person_for(phone: str | None, subject: str | None, issuer: str, now: dateti
         raise ValidationError("mos.ru accounts are not configured here (OIDC_ISSUER is empty); use the phone number.")
     if len(subject) > 255:
         raise ValidationError("This account id is too long.", field="subject")
-    person = people.find_by_subject(issuer, subject)
-    if person is not None:
-        return person, False
-    person = Person(created_at=now, last_seen_at=now)
-    db.session.add(person)
-    db.session.flush()
-    people.attach_subject(person, issuer, subject)
-    return person, True
+    return people.get_or_create_by_subject(issuer, subject, now)
 
 
 def validate_dates(
@@ -96,7 +90,7 @@ def record_case(
     if lab_reference is not None:
         if len(lab_reference) > 100:
             raise ValidationError("The lab reference is longer than 100 characters.", field="lab_reference")
-        if db.session.scalar(select(Case.id).where(Case.lab_reference == lab_reference)) is not None:
+        if _lab_reference_taken(lab_reference):
             raise ConflictError("A case with this lab reference is already recorded.", field="lab_reference")
     person, created = _person_for(phone, subject, issuer, now)
     case = Case(
@@ -108,11 +102,22 @@ def record_case(
         recorded_by_id=official_id,
         created_at=now,
     )
-    db.session.add(case)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(case)
+    except IntegrityError:
+        # The same result recorded at the same moment (a form sent twice, one file imported by two
+        # officials) is refused like one recorded earlier.
+        if lab_reference is None or not _lab_reference_taken(lab_reference):
+            raise
+        raise ConflictError("A case with this lab reference is already recorded.", field="lab_reference") from None
     audit.record(actor_kind, official_id, "case.record", now=now, subject_person_id=person.id, case_id=case.id)
     visits = db.session.scalar(select(func.count()).select_from(Checkin).where(Checkin.person_id == person.id)) or 0
     return RecordedCase(case, created, int(visits))
+
+
+def _lab_reference_taken(lab_reference: str) -> bool:
+    return db.session.scalar(select(Case.id).where(Case.lab_reference == lab_reference)) is not None
 
 
 def get_case(case_id: int) -> Case:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import phonenumbers
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
 
 from app.errors import ValidationError
 from app.extensions import db
@@ -58,21 +60,48 @@ def get_or_create_by_phone(phone_e164: str, now: datetime) -> tuple[Person, bool
     person = find_by_phone(phone_e164)
     if person is not None:
         return person, False
-    person = Person(
+    new = Person(
         phone_hash=phone_lookup(phone_e164),
         phone_enc=keyring().encrypt(phone_e164, context=PHONE),
         created_at=now,
         last_seen_at=now,
     )
-    db.session.add(person)
-    db.session.flush()
-    return person, True
+    return _created_unless_raced(new, lambda: find_by_phone(phone_e164))
+
+
+def get_or_create_by_subject(issuer: str, subject: str, now: datetime) -> tuple[Person, bool]:
+    """The person holding this mos.ru account, created (with the account and no number) if new."""
+    person = find_by_subject(issuer, subject)
+    if person is not None:
+        return person, False
+    new = Person(created_at=now, last_seen_at=now)
+    _set_subject(new, issuer, subject)
+    return _created_unless_raced(new, lambda: find_by_subject(issuer, subject))
+
+
+def _created_unless_raced(new: Person, find: Callable[[], Person | None]) -> tuple[Person, bool]:
+    """Insert `new` in a savepoint; if a request at the same moment inserted the same number or account
+    first (the unique index refuses ours), the person it created. Without this, two first-time requests
+    for one number (a double tap, an SMS the gateway delivered twice) would fail one of them."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(new)
+    except IntegrityError:
+        existing = find()
+        if existing is None:
+            raise
+        return existing, False
+    return new, True
 
 
 def attach_subject(person: Person, issuer: str, subject: str) -> None:
+    _set_subject(person, issuer, subject)
+    db.session.flush()
+
+
+def _set_subject(person: Person, issuer: str, subject: str) -> None:
     person.oidc_subject_hash = subject_lookup(issuer, subject)
     person.oidc_subject_enc = keyring().encrypt(f"{issuer}|{subject}", context=SUBJECT)
-    db.session.flush()
 
 
 # last_seen_at only keeps people alive for retention; refreshing it once an hour saves a write on
