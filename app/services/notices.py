@@ -11,9 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, literal_column, select, update
 from sqlalchemy.orm import aliased
 
 from app.errors import NotFoundError, PermissionDenied, ValidationError
@@ -128,14 +127,41 @@ def set_sending_halted(is_on: bool, official: Official, reason: str, *, now: dat
 # --- approval --------------------------------------------------------------------------------------
 
 
-def _lock_active_cases(case_ids: Select[Any]) -> None:
-    """Lock FOR SHARE, in id order, the active cases among `case_ids` (a subquery), until the commit."""
-    db.session.execute(
-        select(Case.id)
-        .where(Case.status == CaseStatus.ACTIVE, Case.id.in_(case_ids))
-        .order_by(Case.id)
-        .with_for_update(read=True)
-    ).all()
+# Approved exposures still waiting for their notice, in the words of ix_exposures_awaiting_notice's
+# condition (a literal, not a parameter: a prepared statement's generic plan could not use the index).
+_AWAITING_NOTICE = and_(
+    Exposure.status == literal_column(f"'{ExposureStatus.APPROVED.value}'"), Exposure.notice_id.is_(None)
+)
+
+
+def awaiting_notice_query(case_ids: Sequence[int]) -> Select[tuple[Exposure]]:
+    """These cases' approved exposures that have no notice yet."""
+    return select(Exposure).where(_AWAITING_NOTICE, Exposure.case_id.in_(list(case_ids)))
+
+
+def cases_of_query(exposures: ColumnElement[bool]) -> Select[tuple[int]]:
+    """The case ids of the exposures matching `exposures`."""
+    return select(Exposure.case_id).where(exposures).distinct()
+
+
+def _lock_active_cases(exposures: ColumnElement[bool]) -> list[int]:
+    """Lock FOR SHARE, in id order, the active cases of the exposures matching `exposures`, until the
+    commit; returns their ids (they stay active while locked). The case ids are read from the exposures
+    first: as one statement with a subquery, the planner walked every case and read each one's
+    exposures (1.4 s at 1.2M exposures)."""
+    case_ids = sorted(db.session.scalars(cases_of_query(exposures)))
+    active: list[int] = []
+    for first in range(0, len(case_ids), _IDS_PER_QUERY):
+        active += db.session.scalars(
+            select(Case.id)
+            .where(Case.id.in_(case_ids[first : first + _IDS_PER_QUERY]), Case.status == CaseStatus.ACTIVE)
+            .order_by(Case.id)
+            .with_for_update(read=True)
+        )
+    return active
+
+
+_IDS_PER_QUERY = 1000
 
 
 def _approve(condition: ColumnElement[bool], actor: Actor, now: datetime, public_base_url: str) -> tuple[int, int]:
@@ -144,7 +170,7 @@ def _approve(condition: ColumnElement[bool], actor: Actor, now: datetime, public
     # this approval's notices in sight (to cancel or retract them). Unlocked, an annulment could read
     # the exposures before the notices were written and leave them queued for an annulled case. An
     # annulment that commits first leaves nothing of its case to approve here.
-    _lock_active_cases(select(Exposure.case_id).where(condition, Exposure.status == ExposureStatus.NEW))
+    _lock_active_cases(and_(condition, Exposure.status == ExposureStatus.NEW))
     active_case = exists().where(Case.id == Exposure.case_id, Case.status == CaseStatus.ACTIVE)
     ids = list(
         db.session.scalars(select(Exposure.id).where(condition, Exposure.status == ExposureStatus.NEW, active_case))
@@ -227,19 +253,14 @@ def queue_pending_notices(*, now: datetime, public_base_url: str) -> int:
     The cases behind these exposures are locked FOR SHARE first, for the reason given in _approve: an
     annulment waits for these notices and then cancels them.
     """
-    waiting = select(Exposure.case_id).where(Exposure.status == ExposureStatus.APPROVED, Exposure.notice_id.is_(None))
-    _lock_active_cases(waiting)
-    pending = list(
-        db.session.scalars(
-            select(Exposure)
-            .join(Case, Case.id == Exposure.case_id)
-            .where(
-                Exposure.status == ExposureStatus.APPROVED,
-                Exposure.notice_id.is_(None),
-                Case.status == CaseStatus.ACTIVE,
-            )
-            .order_by(Exposure.id)
-        )
+    active = _lock_active_cases(_AWAITING_NOTICE)
+    pending = sorted(
+        (
+            exposure
+            for first in range(0, len(active), _IDS_PER_QUERY)
+            for exposure in db.session.scalars(awaiting_notice_query(active[first : first + _IDS_PER_QUERY]))
+        ),
+        key=lambda exposure: exposure.id,
     )
     groups: dict[tuple[int, int], list[Exposure]] = defaultdict(list)
     for exposure in pending:

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from app.extensions import db
-from app.models import Checkin, Person
-from app.services import checkins, device_checkin, sign_in, visits
+from app.models import Case, Checkin, Exposure, ExposureStatus, Notice, NoticeKind, Person
+from app.services import checkins, device_checkin, notices, sign_in, visits
 from app.services.kiosk_sync.recording import people_visits_query
 from app.services.personal_data import keyring, secret_hash
 from tests import factories
@@ -88,7 +88,7 @@ def plan(statement: Any, params: dict[str, Any]) -> str:
         # EXPLAIN EXECUTE takes no bind parameters: the values go in as literals.
         driver = connection.connection.driver_connection
         args = ", ".join(psycopg.sql.Literal(values[name]).as_string(driver) for name in names)
-        rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE plan_probe({args})").all()
+        rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE plan_probe{f'({args})' if args else ''}").all()
         lines += [row[0] for row in rows]
         connection.exec_driver_sql("DEALLOCATE plan_probe")
     return "\n".join(lines)
@@ -130,3 +130,61 @@ def test_a_kiosk_batch_reads_its_peoples_visits_without_scanning_every_open_visi
     shown = plan(people_visits_query(stale_statistics[:50], now - timedelta(days=1)), {})
     assert "ix_checkins_open_planned_checkout_at" not in shown, shown
     assert "uq_checkins_one_open_visit_per_person" in shown or "ix_checkins_person_id_checked_in_at" in shown, shown
+
+
+def test_exposures_waiting_for_their_notice_are_found_through_their_own_index(
+    stale_statistics: list[int], now: datetime
+) -> None:
+    """Thousands of exposures, analysed: half approved with their notices sent, half new (awaiting review,
+    no notice either); none waiting for a notice. Queuing notices (after every approval, every minute in
+    the policy job) must find that without reading the approved ones or the new ones."""
+    sick = factories.person(phone="+79991234567")  # the fixture's people have +7916 numbers
+    case = Case(person_id=sick.id, tested_on=now.date(), created_at=now)
+    db.session.add(case)
+    db.session.flush()
+    visits_ = db.session.execute(
+        select(Checkin.id, Checkin.person_id, Checkin.venue_id).where(Checkin.checked_out_at.is_not(None))
+    ).all()
+    approved, new = visits_[: len(visits_) // 2], visits_[len(visits_) // 2 :]
+    notice_ids = db.session.scalars(
+        insert(Notice).returning(Notice.id, sort_by_parameter_order=True),
+        [
+            {
+                "person_id": person_id,
+                "checkin_id": checkin_id,
+                "kind": NoticeKind.EXPOSURE,
+                "risk": "high",
+                "body_ru": "-",
+                "body_en": "-",
+                "created_at": now,
+            }
+            for checkin_id, person_id, _venue_id in approved
+        ],
+    ).all()
+    db.session.execute(
+        insert(Exposure),
+        [
+            {
+                "case_id": case.id,
+                "checkin_id": checkin_id,
+                "person_id": person_id,
+                "venue_id": venue_id,
+                "risk": "high",
+                "overlap_seconds": 600,
+                "reason_en": "-",
+                "reason_ru": "-",
+                "status": ExposureStatus.APPROVED if notice_id else ExposureStatus.NEW,
+                "created_at": now,
+                "notice_id": notice_id,
+            }
+            for (checkin_id, person_id, venue_id), notice_id in [
+                *zip(approved, notice_ids, strict=True),
+                *((v, None) for v in new),
+            ]
+        ],
+    )
+    db.session.execute(text("ANALYZE exposures"))
+    for statement in (notices.awaiting_notice_query([case.id]), notices.cases_of_query(notices._AWAITING_NOTICE)):
+        shown = plan(statement, {})
+        assert "ix_exposures_awaiting_notice" in shown, shown
+        assert "ix_exposures_status_created_at" not in shown, shown
