@@ -35,11 +35,13 @@ def close_overdue_visits(now: datetime, batch_size: int) -> int:
     ids = db.session.scalars(overdue_query(now, batch_size)).all()
     if not ids:
         return 0
-    db.session.execute(
+    # Guarded by both conditions of the read: a visit checked out, or extended by a repeat check-in, since
+    # it was read is left alone (closed at its new planned end, it would end in the future).
+    closed = db.session.execute(
         update(Checkin)
-        .where(Checkin.id.in_(ids), Checkin.checked_out_at.is_(None))
+        .where(Checkin.id.in_(ids), Checkin.checked_out_at.is_(None), Checkin.planned_checkout_at <= now)
         .values(checked_out_at=Checkin.planned_checkout_at, checkout_reason=CheckoutReason.AUTO),
         execution_options={"synchronize_session": False},
     )
     db.session.flush()
-    return len(ids)
+    return int(closed.rowcount)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.models import CheckoutReason
+import pytest
+
+from app.models import Checkin, CheckoutReason
+from app.services import visits
 from app.services.visits import close_overdue_visits
 from tests import factories
 
@@ -49,3 +52,27 @@ def test_already_checked_out_visit_keeps_its_own_end(db: Any, now: datetime) -> 
     assert close_overdue_visits(now, batch_size=10) == 0
     db.session.refresh(visit)
     assert visit.checked_out_at == now - timedelta(hours=5) + timedelta(minutes=20)
+
+
+def test_a_visit_extended_after_the_job_read_it_stays_open(
+    db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the job's read of the overdue visits and its update, a repeat check-in (on a web node
+    whose clock is a little behind) extends one: the job must not close it, least of all at its new
+    planned end, which is in the future."""
+    venue = factories.venue(default_stay_minutes=60)
+    extended = factories.checkin(factories.person(), venue, now - timedelta(minutes=61), minutes=None)
+    overdue = factories.checkin(factories.person(), venue, now - timedelta(hours=3), minutes=None)
+    real_update = visits.update
+
+    def extend_first(*args: Any, **kwargs: Any) -> Any:
+        db.session.execute(
+            real_update(Checkin).where(Checkin.id == extended.id).values(planned_checkout_at=now + timedelta(hours=1))
+        )
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(visits, "update", extend_first)
+    assert close_overdue_visits(now, batch_size=100) == 1
+    db.session.expire_all()
+    assert extended.checked_out_at is None and extended.planned_checkout_at == now + timedelta(hours=1)
+    assert overdue.checked_out_at == now - timedelta(hours=2)
