@@ -69,11 +69,12 @@ def rewrap_batch(target: EncryptedColumn, after_id: int, batch_size: int) -> tup
     for row_id, blob in rows:
         if ring.needs_rewrap(blob):
             fresh = ring.encrypt(ring.decrypt(blob, context=target.context), context=target.context)
-            db.session.execute(
-                update(target.model).where(target.model.id == row_id).values({target.column: fresh}),
+            # Only if the value is still the one read: a value written meanwhile (a new number, a new
+            # TOTP secret) is already under the current key, and must not be replaced by the old one.
+            rewritten += db.session.execute(
+                update(target.model).where(target.model.id == row_id, column == blob).values({target.column: fresh}),
                 execution_options={"synchronize_session": False},
-            )
-            rewritten += 1
+            ).rowcount
     db.session.flush()
     return len(rows), rewritten, (rows[-1][0] if rows else after_id)
 

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from nacl.public import PrivateKey
 
-from app.models import MessageChannel, MessageKind
-from app.services import outbox
+from app.models import MessageChannel, MessageKind, Person
+from app.services import key_rotation, outbox
 from app.services.personal_data import Keyring, PersonalDataError
 from tests import factories
 from tests.conftest import TEST_KEYS
@@ -48,6 +48,37 @@ def test_reencrypt_moves_every_value_to_the_new_key_and_keeps_it_readable(
         assert new_ring.decrypt(people[1].phone_enc, context="phone") == "+79165550001"
         again = runner.invoke(args=["keys", "reencrypt"])
         assert "done: 0 values rewritten" in again.output
+    finally:
+        app.extensions["keyring"] = original
+
+
+def test_a_value_changed_while_its_batch_is_rewrapped_keeps_the_change(
+    app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visitor changes their number (written under the new key) after re-encryption read the old
+    value and before it writes it back: the change must survive, not be overwritten by the old number."""
+    person = factories.person("+79165550009")
+    original = app.extensions["keyring"]
+    new_ring = Keyring.from_config(
+        f"t2:{_b64(b'n' * 32)},{TEST_KEYS['DATA_ENCRYPTION_KEYS']}", TEST_KEYS["LOOKUP_HASH_KEY"]
+    )
+    app.extensions["keyring"] = new_ring
+    real_update = key_rotation.update
+
+    def change_first(*args: Any, **kwargs: Any) -> Any:
+        db.session.execute(
+            real_update(Person)
+            .where(Person.id == person.id)
+            .values(phone_enc=new_ring.encrypt("+79165550010", context="phone"))
+        )
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(key_rotation, "update", change_first)
+    try:
+        seen, rewritten, _last = key_rotation.rewrap_batch(key_rotation.ENCRYPTED_COLUMNS[0], 0, 100)
+        db.session.expire_all()
+        assert new_ring.decrypt(person.phone_enc, context="phone") == "+79165550010"
+        assert (seen, rewritten) == (1, 0)
     finally:
         app.extensions["keyring"] = original
 
