@@ -63,16 +63,12 @@ def sign_in_with_claims(issuer: str, claims: dict[str, Any], now: datetime) -> t
     if person is None and by_phone is not None:
         person = by_phone
         people.attach_subject(person, issuer, subject)
-    elif person is None:
-        if phone:
-            person, _ = people.get_or_create_by_phone(phone, now)
-        else:
-            person = Person(created_at=now)
-            from app.extensions import db
-
-            db.session.add(person)
-            db.session.flush()
+    elif person is None and phone:
+        person, _ = people.get_or_create_by_phone(phone, now)
         people.attach_subject(person, issuer, subject)
+    elif person is None:
+        # The same first sign-in twice at once (two tabs) finds one person, not a server error.
+        person, _ = people.get_or_create_by_subject(issuer, subject, now)
     elif person.phone_hash is None and phone and by_phone is None:
         people.set_phone(person, phone)
     person.last_seen_at = now

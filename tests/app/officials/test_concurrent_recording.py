@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from app.errors import ConflictError
 from app.extensions import db
 from app.models import Case, Person, utcnow
-from app.services import case_imports, cases, people
+from app.services import case_imports, cases, mosru, people
 from tests.support.concurrency import errors, run_together
 from tests.support.live import LiveServer, live_server_fixture
 
@@ -110,3 +110,21 @@ def test_one_lab_file_imported_twice_at_once_records_each_result_once(
     assert errors(outcomes) == []
     assert sorted((r.created, r.already_recorded, len(r.errors)) for r in outcomes) == [(0, 1, 0), (1, 0, 0)]
     assert _count(live.app, select(func.count()).select_from(Case).where(Case.lab_reference == "LAB-FILE-1")) == 1
+
+
+def test_one_new_mos_ru_account_signing_in_twice_at_once_makes_one_person(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hold_after_lookup(monkeypatch, "find_by_subject", parties=2)
+    now = utcnow()
+
+    def sign_in() -> int:
+        person, _token = mosru.sign_in_with_claims("https://login.mos.example", {"sub": "twice-at-once"}, now)
+        return person.id
+
+    outcomes = _together(live.app, [sign_in, sign_in])
+    assert errors(outcomes) == []
+    assert outcomes[0] == outcomes[1]
+    with live.app.app_context():
+        hashed = people.subject_lookup("https://login.mos.example", "twice-at-once")
+    assert _count(live.app, select(func.count()).select_from(Person).where(Person.oidc_subject_hash == hashed)) == 1
