@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.errors import ConflictError, DomainError, NotFoundError, PermissionDenied, ValidationError
 from app.extensions import db
@@ -208,8 +208,17 @@ def accept_invitation(token: str, password: str, now: datetime) -> Operator:
     organisation = db.session.get(Organisation, invitation.organisation_id)
     if organisation is None or organisation.archived_at is not None:
         raise NotFoundError("This invitation link is not valid any more. Ask for a new one.")
+    # Claimed with a guarded update: the same form sent twice (a double click) creates one operator, and
+    # the second request is told so instead of failing on the e-mail's unique index.
+    claimed = db.session.execute(
+        update(OperatorInvitation)
+        .where(OperatorInvitation.id == invitation.id, OperatorInvitation.accepted_at.is_(None))
+        .values(accepted_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    if claimed.rowcount != 1:
+        raise ConflictError("This invitation has just been used. Sign in with its e-mail and your password.")
     operator = _new_operator(organisation, invitation_email(invitation), password, invitation.role)
-    invitation.accepted_at = now
     db.session.flush()
     return operator
 

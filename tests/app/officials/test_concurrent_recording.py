@@ -19,10 +19,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from app.errors import ConflictError
+from app.errors import ConflictError, NotFoundError
 from app.extensions import db
-from app.models import Case, Person, utcnow
-from app.services import case_imports, cases, mosru, people
+from app.models import Case, Operator, OperatorRole, Person, utcnow
+from app.services import accounts, case_imports, cases, mosru, people
 from tests.support.concurrency import errors, run_together
 from tests.support.live import LiveServer, live_server_fixture
 
@@ -128,3 +128,36 @@ def test_one_new_mos_ru_account_signing_in_twice_at_once_makes_one_person(
     with live.app.app_context():
         hashed = people.subject_lookup("https://login.mos.example", "twice-at-once")
     assert _count(live.app, select(func.count()).select_from(Person).where(Person.oidc_subject_hash == hashed)) == 1
+
+
+def test_one_invitation_accepted_twice_at_once_makes_one_operator_and_a_clear_answer(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = utcnow()
+    with live.app.app_context():
+        owner = accounts.create_organisation_with_owner("Twice Ltd", "owner@twice.example", "correct horse battery")
+        _invitation, token = accounts.invite_operator(owner, "new@twice.example", OperatorRole.MANAGER, now)
+        db.session.commit()
+        db.session.remove()
+    looked = threading.Barrier(2)
+    find = accounts.find_invitation
+
+    def find_then_wait(*args: Any) -> Any:
+        found = find(*args)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            looked.wait(2)
+        return found
+
+    monkeypatch.setattr(accounts, "find_invitation", find_then_wait)
+
+    def accept() -> int:
+        return accounts.accept_invitation(token, "another horse battery", utcnow()).id
+
+    outcomes = _together(live.app, [accept, accept])
+    refused = errors(outcomes)
+    # A sentence for the second request either way: "just used" when the two really overlapped
+    # (PostgreSQL), "not valid any more" when the second came after the first (SQLite's write lock).
+    assert len(refused) == 1 and isinstance(refused[0], ConflictError | NotFoundError), outcomes
+    with live.app.app_context():
+        hashed = accounts.email_lookup("new@twice.example")
+    assert _count(live.app, select(func.count()).select_from(Operator).where(Operator.email_hash == hashed)) == 1
