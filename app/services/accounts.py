@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.errors import ConflictError, DomainError, NotFoundError, PermissionDenied, ValidationError
 from app.extensions import db
@@ -23,7 +23,7 @@ from app.models import (
     OperatorRole,
     Organisation,
 )
-from app.services import outbox
+from app.services import once, outbox
 from app.services.personal_data import keyring, secret_hash
 
 _hasher = PasswordHasher()
@@ -210,13 +210,7 @@ def accept_invitation(token: str, password: str, now: datetime) -> Operator:
         raise NotFoundError("This invitation link is not valid any more. Ask for a new one.")
     # Claimed with a guarded update: the same form sent twice (a double click) creates one operator, and
     # the second request is told so instead of failing on the e-mail's unique index.
-    claimed = db.session.execute(
-        update(OperatorInvitation)
-        .where(OperatorInvitation.id == invitation.id, OperatorInvitation.accepted_at.is_(None))
-        .values(accepted_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    if claimed.rowcount != 1:
+    if not once.claim(OperatorInvitation.accepted_at, invitation.id, now):
         raise ConflictError("This invitation has just been used. Sign in with its e-mail and your password.")
     operator = _new_operator(organisation, invitation_email(invitation), password, invitation.role)
     db.session.flush()

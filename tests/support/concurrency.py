@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from flask import Flask
 
 
 def run_together(work: Sequence[Callable[[], Any]], timeout: float = 120.0) -> list[Any]:
@@ -35,3 +38,20 @@ def run_together(work: Sequence[Callable[[], Any]], timeout: float = 120.0) -> l
 
 def errors(outcomes: Sequence[Any]) -> list[BaseException]:
     return [o for o in outcomes if isinstance(o, BaseException)]
+
+
+def run_in_app_together(app: Flask, work: Sequence[Callable[[], Any]], timeout: float = 120.0) -> list[Any]:
+    """run_together, each callable in an app context of its own (its own session and connection),
+    committed when it returns; results or errors, in the order given."""
+    from app.extensions import db
+
+    def in_context(job: Callable[[], Any]) -> Any:
+        with app.app_context():
+            try:
+                result = job()
+                db.session.commit()
+                return result
+            finally:
+                db.session.remove()
+
+    return run_together([functools.partial(in_context, job) for job in work], timeout)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from app.errors import DomainError, NotFoundError, ValidationError
 from app.extensions import db
 from app.models import Entrance, Kiosk, KioskPairingCode, Venue
-from app.services import audit
+from app.services import audit, once
 from app.services.personal_data import keyring, secret_hash
 
 _PAIRING_DIGITS = re.compile(r"\d{12}")
@@ -69,13 +69,7 @@ def enrol(raw_code: object, now: datetime) -> Enrolment:
     if entrance.archived_at is not None or venue.archived_at is not None:
         raise ValidationError("This entrance no longer takes check-ins.")
     # Claim the code with a guarded update so two tablets racing with one code cannot both enrol.
-    claimed = db.session.execute(
-        update(KioskPairingCode)
-        .where(KioskPairingCode.id == pairing.id, KioskPairingCode.used_at.is_(None))
-        .values(used_at=now),
-        execution_options={"synchronize_session": False},
-    )
-    if claimed.rowcount != 1:
+    if not once.claim(KioskPairingCode.used_at, pairing.id, now):
         raise ValidationError("This pairing code was already used. Ask the venue operator for a new one.")
     credential = secrets.token_urlsafe(32)
     rotation_secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")

@@ -8,7 +8,6 @@ unique notice per person and visit must settle it without an error reaching anyo
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from app.models import (
 from app.services import accounts, cases, notices
 from app.services.exposures import match_case, rules_from_config, storing
 from tests import factories
-from tests.support.concurrency import errors, run_together
+from tests.support.concurrency import errors, run_in_app_together
 from tests.support.live import LiveServer, live_server_fixture
 
 live = live_server_fixture()
@@ -72,21 +71,6 @@ def _case_with_contacts(app: Flask, now: datetime, prefix: str) -> dict[str, Any
     return ids
 
 
-def _together(app: Flask, runs: list[Callable[[], Any]]) -> list[Any]:
-    """Run each at once, in its own thread, app context and connection, and commit; results or errors."""
-
-    def in_context(run: Callable[[], Any]) -> Any:
-        with app.app_context():
-            try:
-                result = run()
-                db.session.commit()
-                return result
-            finally:
-                db.session.remove()
-
-    return run_together([functools.partial(in_context, run) for run in runs])
-
-
 def _as_official(which: int, ids: dict[str, Any], action: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     def run() -> Any:
         return action(*args, db.session.get(Official, ids["officials"][which]), now=utcnow(), public_base_url=BASE_URL)
@@ -113,7 +97,7 @@ def _each_contact_notified_once(app: Flask, case_id: int) -> None:
 def test_simultaneous_approvals_of_one_case_notify_each_contact_once(live: LiveServer) -> None:
     now = utcnow()
     ids = _case_with_contacts(live.app, now, "approver")
-    outcomes = _together(
+    outcomes = run_in_app_together(
         live.app,
         [
             _as_official(0, ids, notices.approve_case, ids["case"]),
@@ -136,7 +120,7 @@ def test_resuming_sending_while_the_policy_job_queues_notifies_each_contact_once
         assert notices.approve_case(ids["case"], supervisor, now=now, public_base_url=BASE_URL) == (CONTACTS, 0)
         db.session.commit()
         db.session.remove()
-    outcomes = _together(
+    outcomes = run_in_app_together(
         live.app,
         [
             lambda: notices.set_sending_halted(
@@ -191,7 +175,7 @@ def test_annulling_a_case_while_it_is_being_matched_leaves_no_exposure_to_notify
     def match() -> Any:
         return match_case(case_id, now=now, rules=rules_from_config(app.config), tz=ZoneInfo("UTC"))
 
-    outcomes = _together(app, [match, annul])
+    outcomes = run_in_app_together(app, [match, annul])
     assert errors(outcomes) == []
     with app.app_context():
         assert db.session.get(Case, case_id).status == CaseStatus.ANNULLED
@@ -246,7 +230,7 @@ def test_annulling_a_case_while_its_notices_are_being_written_cancels_them(
         finally:
             annulled.set()
 
-    outcomes = _together(live.app, [write_notices, annul])
+    outcomes = run_in_app_together(live.app, [write_notices, annul])
     assert errors(outcomes) == []
     with live.app.app_context():
         exposed = select(Exposure.person_id).where(Exposure.case_id == ids["case"])

@@ -9,9 +9,7 @@ wins; the other request must get the winner's row or a clear refusal, never a se
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,23 +21,10 @@ from app.errors import ConflictError, NotFoundError
 from app.extensions import db
 from app.models import Case, Operator, OperatorRole, Person, utcnow
 from app.services import accounts, case_imports, cases, mosru, people
-from tests.support.concurrency import errors, run_together
+from tests.support.concurrency import errors, run_in_app_together
 from tests.support.live import LiveServer, live_server_fixture
 
 live = live_server_fixture()
-
-
-def _together(app: Flask, runs: list[Callable[[], Any]]) -> list[Any]:
-    def in_context(run: Callable[[], Any]) -> Any:
-        with app.app_context():
-            try:
-                result = run()
-                db.session.commit()
-                return result
-            finally:
-                db.session.remove()
-
-    return run_together([functools.partial(in_context, run) for run in runs])
 
 
 def _hold_after_lookup(monkeypatch: pytest.MonkeyPatch, name: str, parties: int = 2) -> None:
@@ -70,7 +55,7 @@ def test_one_new_number_arriving_twice_at_once_makes_one_person(
 ) -> None:
     _hold_after_lookup(monkeypatch, "find_by_phone")
     now = utcnow()
-    outcomes = _together(live.app, [lambda: people.get_or_create_by_phone("+79160000101", now)[0].id] * 2)
+    outcomes = run_in_app_together(live.app, [lambda: people.get_or_create_by_phone("+79160000101", now)[0].id] * 2)
     assert errors(outcomes) == []
     assert outcomes[0] == outcomes[1]
     with live.app.app_context():
@@ -88,7 +73,7 @@ def test_one_lab_result_recorded_twice_at_once_makes_one_case_and_a_clear_refusa
         return cases.record_case(tested_on=now.date() - timedelta(days=1), now=now, lead_days=2,
                                  phone="+79160000102", lab_reference="LAB-TWICE").case.id  # fmt: skip
 
-    outcomes = _together(live.app, [record, record])
+    outcomes = run_in_app_together(live.app, [record, record])
     refused = errors(outcomes)
     assert len(refused) == 1 and isinstance(refused[0], ConflictError), outcomes
     assert refused[0].field == "lab_reference"
@@ -106,7 +91,7 @@ def test_one_lab_file_imported_twice_at_once_records_each_result_once(
     def load() -> case_imports.ImportResult:
         return case_imports.import_cases(text, now=now, lead_days=2, issuer="")
 
-    outcomes = _together(live.app, [load, load])
+    outcomes = run_in_app_together(live.app, [load, load])
     assert errors(outcomes) == []
     assert sorted((r.created, r.already_recorded, len(r.errors)) for r in outcomes) == [(0, 1, 0), (1, 0, 0)]
     assert _count(live.app, select(func.count()).select_from(Case).where(Case.lab_reference == "LAB-FILE-1")) == 1
@@ -122,7 +107,7 @@ def test_one_new_mos_ru_account_signing_in_twice_at_once_makes_one_person(
         person, _token = mosru.sign_in_with_claims("https://login.mos.example", {"sub": "twice-at-once"}, now)
         return person.id
 
-    outcomes = _together(live.app, [sign_in, sign_in])
+    outcomes = run_in_app_together(live.app, [sign_in, sign_in])
     assert errors(outcomes) == []
     assert outcomes[0] == outcomes[1]
     with live.app.app_context():
@@ -153,7 +138,7 @@ def test_one_invitation_accepted_twice_at_once_makes_one_operator_and_a_clear_an
     def accept() -> int:
         return accounts.accept_invitation(token, "another horse battery", utcnow()).id
 
-    outcomes = _together(live.app, [accept, accept])
+    outcomes = run_in_app_together(live.app, [accept, accept])
     refused = errors(outcomes)
     # A sentence for the second request either way: "just used" when the two really overlapped
     # (PostgreSQL), "not valid any more" when the second came after the first (SQLite's write lock).
