@@ -112,14 +112,11 @@ def import_cases(
                         official_id=official_id,
                         actor_kind="official" if official_id else "system",
                     )
-            except ConflictError as exc:
-                if exc.field != "lab_reference":
-                    result.errors.append((line, exc.message))
-                    continue
-                result.already_recorded += 1  # recorded at the same moment by another import or official
-                continue
             except DomainError as exc:
-                result.errors.append((line, exc.message))
+                if isinstance(exc, ConflictError) and exc.field == "lab_reference":
+                    result.already_recorded += 1  # recorded at the same moment by another import or official
+                else:
+                    result.errors.append((line, exc.message))
                 continue
             result.created += 1
     except csv.Error as exc:

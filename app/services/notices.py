@@ -8,11 +8,11 @@ notice is created or queued, and the dispatcher holds unsent notice and retracti
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, exists, literal_column, select, update
+from sqlalchemy import ColumnElement, select, text, update
 from sqlalchemy.orm import aliased
 
 from app.errors import NotFoundError, PermissionDenied, ValidationError
@@ -34,6 +34,7 @@ from app.models import (
     RiskLevel,
     SystemSwitch,
 )
+from app.models.cases import AWAITING_NOTICE
 from app.services import audit, outbox, people
 
 HALT_SWITCH = "notices_halted"
@@ -127,54 +128,46 @@ def set_sending_halted(is_on: bool, official: Official, reason: str, *, now: dat
 # --- approval --------------------------------------------------------------------------------------
 
 
-# Approved exposures still waiting for their notice, in the words of ix_exposures_awaiting_notice's
-# condition (a literal, not a parameter: a prepared statement's generic plan could not use the index).
-_AWAITING_NOTICE = and_(
-    Exposure.status == literal_column(f"'{ExposureStatus.APPROVED.value}'"), Exposure.notice_id.is_(None)
+# The ids and cases of the approved exposures still waiting for their notice, read from
+# ix_exposures_awaiting_notice alone: its condition literally (a parameter would keep a prepared
+# statement's generic plan from using it), only columns it holds, in its order (without that, SQLite
+# searched the status index and read every approved exposure).
+AWAITING_NOTICE_QUERY = (
+    select(Exposure.id, Exposure.case_id).where(text(AWAITING_NOTICE)).order_by(Exposure.case_id, Exposure.id)
 )
 
 
-def awaiting_notice_query(case_ids: Sequence[int]) -> Select[tuple[Exposure]]:
-    """These cases' approved exposures that have no notice yet."""
-    return select(Exposure).where(_AWAITING_NOTICE, Exposure.case_id.in_(list(case_ids)))
+def _lock_active_cases(case_ids: Iterable[int]) -> set[int]:
+    """Lock FOR SHARE, in id order, those of these cases that are active, until the commit; returns their
+    ids (they stay active while locked).
 
-
-def cases_of_query(exposures: ColumnElement[bool]) -> Select[tuple[int]]:
-    """The case ids of the exposures matching `exposures`."""
-    return select(Exposure.case_id).where(exposures).distinct()
-
-
-def _lock_active_cases(exposures: ColumnElement[bool]) -> list[int]:
-    """Lock FOR SHARE, in id order, the active cases of the exposures matching `exposures`, until the
-    commit; returns their ids (they stay active while locked). The case ids are read from the exposures
-    first: as one statement with a subquery, the planner walked every case and read each one's
-    exposures (1.4 s at 1.2M exposures)."""
-    case_ids = sorted(db.session.scalars(cases_of_query(exposures)))
-    active: list[int] = []
-    for first in range(0, len(case_ids), _IDS_PER_QUERY):
-        active += db.session.scalars(
-            select(Case.id)
-            .where(Case.id.in_(case_ids[first : first + _IDS_PER_QUERY]), Case.status == CaseStatus.ACTIVE)
-            .order_by(Case.id)
-            .with_for_update(read=True)
+    Approval and queuing notices lock the cases behind the exposures they handle: approvals still run
+    side by side, but annulling a case updates its row and so waits, then withdraws with their notices
+    in sight (to cancel or retract them). Unlocked, an annulment could read the exposures before the
+    notices were written and leave them queued for an annulled case. An annulment that commits first
+    leaves its case out of the ids returned. The ids come from the exposures already read: one statement
+    with a subquery over the exposures was planned as a walk over every case (1.4 s at 1.2M exposures).
+    """
+    ids = sorted(set(case_ids))
+    active: set[int] = set()
+    for first in range(0, len(ids), 1000):
+        active.update(
+            db.session.scalars(
+                select(Case.id)
+                .where(Case.id.in_(ids[first : first + 1000]), Case.status == CaseStatus.ACTIVE)
+                .order_by(Case.id)
+                .with_for_update(read=True)
+            )
         )
     return active
 
 
-_IDS_PER_QUERY = 1000
-
-
 def _approve(condition: ColumnElement[bool], actor: Actor, now: datetime, public_base_url: str) -> tuple[int, int]:
-    # The active cases behind these exposures, locked FOR SHARE until this approval commits: approvals
-    # still run side by side, but annulling a case updates its row and so waits, then withdraws with
-    # this approval's notices in sight (to cancel or retract them). Unlocked, an annulment could read
-    # the exposures before the notices were written and leave them queued for an annulled case. An
-    # annulment that commits first leaves nothing of its case to approve here.
-    _lock_active_cases(and_(condition, Exposure.status == ExposureStatus.NEW))
-    active_case = exists().where(Case.id == Exposure.case_id, Case.status == CaseStatus.ACTIVE)
-    ids = list(
-        db.session.scalars(select(Exposure.id).where(condition, Exposure.status == ExposureStatus.NEW, active_case))
-    )
+    new = db.session.execute(
+        select(Exposure.id, Exposure.case_id).where(condition, Exposure.status == ExposureStatus.NEW)
+    ).all()
+    active = _lock_active_cases(case_id for _id, case_id in new)
+    ids = [exposure_id for exposure_id, case_id in new if case_id in active]
     approved = 0
     for start in range(0, len(ids), 1000):
         # Counted by what this update changed: an approval running at the same moment (another official,
@@ -250,18 +243,19 @@ def queue_pending_notices(*, now: datetime, public_base_url: str) -> int:
     Exposures of the same person on the same visit (several cases) share one notice. Callers check
     the stop switch first.
 
-    The cases behind these exposures are locked FOR SHARE first, for the reason given in _approve: an
-    annulment waits for these notices and then cancels them.
+    The cases behind these exposures are locked first (_lock_active_cases): an annulment waits for these
+    notices and then cancels them.
     """
-    active = _lock_active_cases(_AWAITING_NOTICE)
-    pending = sorted(
-        (
-            exposure
-            for first in range(0, len(active), _IDS_PER_QUERY)
-            for exposure in db.session.scalars(awaiting_notice_query(active[first : first + _IDS_PER_QUERY]))
-        ),
-        key=lambda exposure: exposure.id,
-    )
+    waiting = db.session.execute(AWAITING_NOTICE_QUERY).all()
+    active = _lock_active_cases(case_id for _id, case_id in waiting)
+    ids = sorted(exposure_id for exposure_id, case_id in waiting if case_id in active)
+    pending = [
+        exposure
+        for first in range(0, len(ids), 1000)
+        for exposure in db.session.scalars(
+            select(Exposure).where(Exposure.id.in_(ids[first : first + 1000])).order_by(Exposure.id)
+        )
+    ]
     groups: dict[tuple[int, int], list[Exposure]] = defaultdict(list)
     for exposure in pending:
         groups[(exposure.person_id, exposure.checkin_id)].append(exposure)
