@@ -88,6 +88,11 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if conf_args.get("include_object") is None:
+            # Foreign keys that PostgreSQL checks with triggers instead (app/models/checkins.py).
+            from app.models import include_in_schema_comparison
+
+            conf_args = {**conf_args, "include_object": include_in_schema_comparison(connection.dialect.name)}
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():

@@ -1,9 +1,17 @@
 """All models, imported here so that Alembic and the app see one complete metadata."""
 
+from collections.abc import Callable
+
 from app.models.audit import AuditEntry
 from app.models.base import MAX_ROW_ID, Base, utcnow
 from app.models.cases import Case, CaseStatus, Exposure, ExposureStatus, RiskLevel, VenueOutbreak
-from app.models.checkins import Checkin, CheckinSource, CheckoutReason, Companion
+from app.models.checkins import (
+    PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT,
+    Checkin,
+    CheckinSource,
+    CheckoutReason,
+    Companion,
+)
 from app.models.kiosks import Kiosk, KioskPairingCode
 from app.models.messages import MessageChannel, MessageKind, MessageStatus, OutboxMessage
 from app.models.notices import Notice, NoticeKind
@@ -13,8 +21,27 @@ from app.models.people import LoginCode, Person, PersonalCodeKey, RememberedDevi
 from app.models.rate_limits import RateLimitCounter
 from app.models.venues import Entrance, EntranceKind, PosterSigningKey, PosterVersion, Venue
 
+
+def include_in_schema_comparison(dialect_name: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for comparing the models with a database of this dialect.
+
+    On PostgreSQL the check-in's place foreign keys are triggers (see Checkin), so neither side's
+    foreign key of those names is compared; everything else is.
+    """
+
+    def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+        return not (
+            dialect_name == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and name in PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT
+        )
+
+    return include
+
+
 __all__ = [
     "MAX_ROW_ID",
+    "PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT",
     "AuditEntry",
     "Base",
     "Case",
@@ -52,5 +79,6 @@ __all__ = [
     "SystemSwitch",
     "Venue",
     "VenueOutbreak",
+    "include_in_schema_comparison",
     "utcnow",
 ]
