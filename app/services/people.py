@@ -126,7 +126,8 @@ def lock_rows(which: ColumnElement[bool]) -> None:
     batches) locks the person first and the visits after, so two of them never wait for each other in a
     circle. NO KEY UPDATE leaves others free to insert rows that refer to these people.
     """
-    db.session.execute(select(Person.id).where(which).order_by(Person.id).with_for_update(key_share=True)).all()
+    people = Person.__table__  # a table column: the ids come back as plain tuples, without the ORM's loading
+    db.session.execute(select(people.c.id).where(which).order_by(people.c.id).with_for_update(key_share=True)).all()
 
 
 def phone_of(person: Person) -> str | None:

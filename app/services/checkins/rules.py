@@ -50,7 +50,7 @@ def validate_party(party_size: int, companion_phones: Sequence[str]) -> tuple[in
 
 def open_visit(person_id: int) -> Checkin | None:
     """The person's open visit, locked, after the person's row (people.lock_rows: the lock order)."""
-    people.lock_rows(Person.id == person_id)
+    people.lock_rows(Person.__table__.c.id == person_id)
     return db.session.scalar(
         select(Checkin).where(Checkin.person_id == person_id, Checkin.checked_out_at.is_(None)).with_for_update()
     )

@@ -152,9 +152,12 @@ def _drop_known_client_ids(ctx: KioskContext, items: list[_Item], results: dict[
     # One query for the whole batch; the unique constraint on checkins.client_id is the real guard.
     if not items:
         return items
+    checkins = Checkin.__table__  # table columns: rows come back as plain tuples, without the ORM's loading
     known = dict(
         db.session.execute(
-            select(Checkin.client_id, Checkin.kiosk_id).where(_among(Checkin.client_id, [i.client_id for i in items]))
+            select(checkins.c.client_id, checkins.c.kiosk_id).where(
+                _among(checkins.c.client_id, [i.client_id for i in items])
+            )
         ).all()
     )
     fresh = []
@@ -249,21 +252,20 @@ def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int,
     key_ids = {i for i in key_ids if 0 < i <= MAX_ROW_ID}  # a phone may advertise any 32-bit id
     if not key_ids or oldest is None:
         return {}
+    keys = PersonalCodeKey.__table__  # table columns: rows come back as plain tuples, without the ORM's loading
     rows = db.session.execute(
-        select(
-            PersonalCodeKey.id, PersonalCodeKey.person_id, PersonalCodeKey.key_enc, PersonalCodeKey.revoked_at
-        ).where(
-            _among(PersonalCodeKey.id, sorted(key_ids)),
-            PersonalCodeKey.purpose == purpose,
-            or_(PersonalCodeKey.revoked_at.is_(None), PersonalCodeKey.revoked_at > oldest),
+        select(keys.c.id, keys.c.person_id, keys.c.key_enc, keys.c.revoked_at).where(
+            _among(keys.c.id, sorted(key_ids)),
+            keys.c.purpose == purpose,
+            or_(keys.c.revoked_at.is_(None), keys.c.revoked_at > oldest),
         )
     ).all()
-    ring = keyring()
+    decrypt, b64decode = keyring().decrypt, base64.b64decode
     found: dict[int, _Key] = {}
     for key_id, person_id, key_enc, revoked_at in rows:
         try:
             # Stored as app/services/personal_codes.py writes it: standard base64 under its context.
-            key = base64.b64decode(ring.decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), validate=True)
+            key = b64decode(decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), validate=True)
         except (PersonalDataError, binascii.Error, ValueError):
             log.warning("personal code key %s (%s) cannot be decrypted", key_id, purpose)
             continue

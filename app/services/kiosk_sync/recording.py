@@ -176,7 +176,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
     person_ids = sorted(by_person)
     # Batches from several kiosks about the same people take turns on the people's rows: locking the
     # visits alone would not do, since a late item's new visit is a row no lock covers yet.
-    people.lock_rows(_among(Person.id, person_ids))
+    people.lock_rows(_among(Person.__table__.c.id, person_ids))
     rows = db.session.execute(people_visits_query(person_ids, since)).all()
     known: dict[int, list[PlannedVisit]] = defaultdict(list)
     for row in rows:
