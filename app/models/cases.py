@@ -69,6 +69,9 @@ class Exposure(Base):
         UniqueConstraint("case_id", "checkin_id", "person_id", name="uq_exposures_case_checkin_person"),
         Index("ix_exposures_status_created_at", "status", "created_at"),
         Index("ix_exposures_venue_id_created_at", "venue_id", "created_at"),
+        # For a deleted case visit's SET NULL (retention and erasure delete visits): without it, every
+        # deleted visit read the whole table.
+        Index("ix_exposures_case_checkin_id", "case_checkin_id"),
         # For a deleted notice's SET NULL. Only exposures with a notice: the new ones the matcher writes
         # by the million skip it, and nothing looks up "no notice" through it (see the next one).
         Index(

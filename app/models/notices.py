@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, utcnow
@@ -22,7 +22,17 @@ class Notice(Base):
     many cases overlapped it."""
 
     __tablename__ = "notices"
-    __table_args__ = (UniqueConstraint("person_id", "checkin_id", "kind", name="uq_notices_person_checkin_kind"),)
+    __table_args__ = (
+        UniqueConstraint("person_id", "checkin_id", "kind", name="uq_notices_person_checkin_kind"),
+        # For a deleted visit's SET NULL (retention and erasure delete visits): without it, every deleted
+        # visit read the whole table. Only notices that still point at a visit.
+        Index(
+            "ix_notices_checkin_id",
+            "checkin_id",
+            postgresql_where=text("checkin_id IS NOT NULL"),
+            sqlite_where=text("checkin_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)

@@ -40,3 +40,24 @@ def test_hot_query_indexes_exist(app: Flask) -> None:
         "uq_checkins_one_open_visit_per_person",
     } <= checkin_indexes
     assert "ix_outbox_messages_due" in outbox_indexes
+
+
+def test_every_reference_to_a_purged_table_is_indexed(app: Flask) -> None:
+    """Deleting a row (the retention purge, an erasure) looks up the rows that refer to it, to cascade or
+    set NULL; a referencing column that leads no index turns each deleted row into a read of the whole
+    referencing table."""
+    from app.services.retention import TARGETS
+
+    purged = {target.model.__tablename__ for target in TARGETS}
+    unindexed = []
+    with app.app_context(), db.engine.connect() as conn:
+        inspector = inspect(conn)
+        for table in inspector.get_table_names():
+            leading = {tuple(ix["column_names"][:1]) for ix in inspector.get_indexes(table)}
+            leading |= {tuple(uq["column_names"][:1]) for uq in inspector.get_unique_constraints(table)}
+            leading.add(tuple(inspector.get_pk_constraint(table)["constrained_columns"][:1]))
+            for fk in inspector.get_foreign_keys(table):
+                if fk["referred_table"] in purged and tuple(fk["constrained_columns"][:1]) not in leading:
+                    unindexed.append(f"{table}.{fk['constrained_columns'][0]} -> {fk['referred_table']}")
+    assert purged >= {"checkins", "people", "exposures", "notices"}
+    assert unindexed == []
