@@ -55,9 +55,10 @@ def _auto_checkout(app: Flask) -> dict[str, Any]:
     batch = int(app.config["AUTO_CHECKOUT_BATCH_SIZE"])
     while True:
         with unit_of_work():
-            closed = close_overdue_visits(utcnow(), batch)
-        total += closed
-        if closed < batch:
+            run = close_overdue_visits(utcnow(), batch)
+        total += run.closed
+        # A full batch read means more may be due, even if some of it changed meanwhile and was skipped.
+        if run.found < batch:
             return {"closed": total}
 
 

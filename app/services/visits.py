@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Select, select, update
 
@@ -26,15 +27,20 @@ def overdue_query(now: datetime, batch_size: int) -> Select[tuple[int]]:
     )
 
 
-def close_overdue_visits(now: datetime, batch_size: int) -> int:
-    """Check out up to `batch_size` open visits whose planned end has passed; returns how many.
+class OverdueRun(NamedTuple):
+    found: int  # overdue visits read (a full batch means more may be waiting)
+    closed: int  # of those, checked out now (the rest changed meanwhile and are left alone)
+
+
+def close_overdue_visits(now: datetime, batch_size: int) -> OverdueRun:
+    """Check out up to `batch_size` open visits whose planned end has passed.
 
     The visit ends at its planned time, not at `now`: a late job run must not stretch anyone's stay
     (that would create exposures that never happened).
     """
     ids = db.session.scalars(overdue_query(now, batch_size)).all()
     if not ids:
-        return 0
+        return OverdueRun(0, 0)
     # Guarded by both conditions of the read: a visit checked out, or extended by a repeat check-in, since
     # it was read is left alone (closed at its new planned end, it would end in the future).
     closed = db.session.execute(
@@ -44,4 +50,4 @@ def close_overdue_visits(now: datetime, batch_size: int) -> int:
         execution_options={"synchronize_session": False},
     )
     db.session.flush()
-    return int(closed.rowcount)
+    return OverdueRun(len(ids), int(closed.rowcount))

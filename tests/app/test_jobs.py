@@ -33,6 +33,31 @@ def test_run_once_closes_overdue_visits(runner: FlaskCliRunner, db: Any) -> None
     assert visit.checked_out_at is not None
 
 
+def test_the_job_goes_on_after_a_batch_in_which_a_visit_changed_meanwhile(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full batch read means more visits may be due, even when some of the batch changed between the
+    read and the update and fewer than a batch were closed (tests/app/services/test_visits.py shows
+    the service's side on a real database: both visits read, one closed)."""
+    from contextlib import nullcontext
+
+    from app import jobs
+    from app.services import visits
+
+    runs = iter([visits.OverdueRun(2, 1), visits.OverdueRun(2, 2), visits.OverdueRun(1, 1)])
+    calls = []
+
+    def close_overdue_visits(now: Any, batch_size: int) -> visits.OverdueRun:
+        calls.append(batch_size)
+        return next(runs)
+
+    monkeypatch.setattr(visits, "close_overdue_visits", close_overdue_visits)
+    monkeypatch.setattr(jobs, "unit_of_work", nullcontext)
+    monkeypatch.setitem(app.config, "AUTO_CHECKOUT_BATCH_SIZE", 2)
+    assert jobs._auto_checkout(app) == {"closed": 4}
+    assert calls == [2, 2, 2]
+
+
 def test_run_once_rejects_an_unknown_job(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["jobs", "run-once", "make_coffee"])
     assert result.exit_code == 2

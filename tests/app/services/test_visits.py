@@ -16,7 +16,7 @@ from tests import factories
 def test_overdue_visit_is_closed_at_its_planned_end_not_at_job_time(db: Any, now: datetime) -> None:
     venue = factories.venue(default_stay_minutes=60)
     visit = factories.checkin(factories.person(), venue, now - timedelta(hours=3), minutes=None)
-    assert close_overdue_visits(now, batch_size=100) == 1
+    assert close_overdue_visits(now, batch_size=100).closed == 1
     db.session.refresh(visit)
     assert visit.checked_out_at == now - timedelta(hours=2)
     assert visit.checkout_reason == CheckoutReason.AUTO
@@ -25,7 +25,7 @@ def test_overdue_visit_is_closed_at_its_planned_end_not_at_job_time(db: Any, now
 def test_visit_still_within_its_planned_stay_stays_open(db: Any, now: datetime) -> None:
     venue = factories.venue(default_stay_minutes=60)
     visit = factories.checkin(factories.person(), venue, now - timedelta(minutes=59), minutes=None)
-    assert close_overdue_visits(now, batch_size=100) == 0
+    assert close_overdue_visits(now, batch_size=100).closed == 0
     db.session.refresh(visit)
     assert visit.checked_out_at is None
 
@@ -33,23 +33,23 @@ def test_visit_still_within_its_planned_stay_stays_open(db: Any, now: datetime) 
 def test_visit_ending_exactly_now_is_closed(db: Any, now: datetime) -> None:
     venue = factories.venue(default_stay_minutes=60)
     factories.checkin(factories.person(), venue, now - timedelta(minutes=60), minutes=None)
-    assert close_overdue_visits(now, batch_size=100) == 1
+    assert close_overdue_visits(now, batch_size=100).closed == 1
 
 
 def test_batches_are_bounded_and_a_second_run_does_nothing_more(db: Any, now: datetime) -> None:
     venue = factories.venue()
     for _ in range(5):
         factories.checkin(factories.person(), venue, now - timedelta(hours=5), minutes=None)
-    assert close_overdue_visits(now, batch_size=2) == 2
-    assert close_overdue_visits(now, batch_size=2) == 2
-    assert close_overdue_visits(now, batch_size=2) == 1
-    assert close_overdue_visits(now, batch_size=2) == 0
+    assert close_overdue_visits(now, batch_size=2).closed == 2
+    assert close_overdue_visits(now, batch_size=2).closed == 2
+    assert close_overdue_visits(now, batch_size=2).closed == 1
+    assert close_overdue_visits(now, batch_size=2).closed == 0
 
 
 def test_already_checked_out_visit_keeps_its_own_end(db: Any, now: datetime) -> None:
     venue = factories.venue()
     visit = factories.checkin(factories.person(), venue, now - timedelta(hours=5), minutes=20)
-    assert close_overdue_visits(now, batch_size=10) == 0
+    assert close_overdue_visits(now, batch_size=10).closed == 0
     db.session.refresh(visit)
     assert visit.checked_out_at == now - timedelta(hours=5) + timedelta(minutes=20)
 
@@ -72,7 +72,7 @@ def test_a_visit_extended_after_the_job_read_it_stays_open(
         return real_update(*args, **kwargs)
 
     monkeypatch.setattr(visits, "update", extend_first)
-    assert close_overdue_visits(now, batch_size=100) == 1
+    assert close_overdue_visits(now, batch_size=100) == (2, 1)  # both read, one closed
     db.session.expire_all()
     assert extended.checked_out_at is None and extended.planned_checkout_at == now + timedelta(hours=1)
     assert overdue.checked_out_at == now - timedelta(hours=2)
