@@ -6,7 +6,7 @@ from app.models.audit import AuditEntry
 from app.models.base import MAX_ROW_ID, Base, utcnow
 from app.models.cases import Case, CaseStatus, Exposure, ExposureStatus, RiskLevel, VenueOutbreak
 from app.models.checkins import (
-    FOREIGN_KEYS_CHECKED_PER_STATEMENT,
+    PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT,
     Checkin,
     CheckinSource,
     CheckoutReason,
@@ -25,7 +25,7 @@ from app.models.venues import Entrance, EntranceKind, PosterSigningKey, PosterVe
 def include_in_schema_comparison(dialect_name: str) -> Callable[..., bool]:
     """Alembic's `include_object` for comparing the models with a database of this dialect.
 
-    On PostgreSQL the check-in's foreign keys are triggers (see Checkin), so neither side's
+    On PostgreSQL the check-in's place foreign keys are triggers (see Checkin), so neither side's
     foreign key of those names is compared; everything else is.
     """
 
@@ -33,15 +33,15 @@ def include_in_schema_comparison(dialect_name: str) -> Callable[..., bool]:
         return not (
             dialect_name == "postgresql"
             and type_ == "foreign_key_constraint"
-            and name in FOREIGN_KEYS_CHECKED_PER_STATEMENT
+            and name in PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT
         )
 
     return include
 
 
 __all__ = [
-    "FOREIGN_KEYS_CHECKED_PER_STATEMENT",
     "MAX_ROW_ID",
+    "PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT",
     "AuditEntry",
     "Base",
     "Case",

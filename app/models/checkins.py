@@ -39,17 +39,11 @@ OPEN_AND_PLANNED = "checked_out_at IS NULL AND planned_checkout_at IS NOT NULL"
 
 
 # On PostgreSQL these are not row-by-row foreign keys: triggers check them once per statement with the
-# same guarantee, and cascade a person's deletion to their visits (migrations
-# l1_checkin_places_per_statement and n1_checkin_person_per_statement), since a kiosk batch inserts
-# hundreds of visits with one statement. The model keeps them: they are the schema's shape and order the
-# ORM's inserts. SQLite enforces them as foreign keys.
-FOREIGN_KEYS_CHECKED_PER_STATEMENT = frozenset(
-    {
-        "fk_checkins_person_id_people",
-        "fk_checkins_venue_id_venues",
-        "fk_checkins_entrance_id_entrances",
-        "fk_checkins_kiosk_id_kiosks",
-    }
+# same guarantee (migration l1_checkin_places_per_statement), since a kiosk batch inserts hundreds of
+# visits at one venue, entrance and kiosk. The model keeps them: they are the schema's shape and order
+# the ORM's inserts. SQLite enforces them as foreign keys.
+PLACE_FOREIGN_KEYS_CHECKED_PER_STATEMENT = frozenset(
+    {"fk_checkins_venue_id_venues", "fk_checkins_entrance_id_entrances", "fk_checkins_kiosk_id_kiosks"}
 )
 
 

@@ -1,10 +1,8 @@
-"""A visit's person, venue, entrance and kiosk must exist; a place cannot be deleted while a visit refers
-to it, and deleting a person deletes their visits.
+"""A visit's venue, entrance and kiosk must exist, and cannot be deleted while a visit refers to them.
 
 SQLite enforces this with foreign keys; PostgreSQL with triggers that check once per statement
-(migrations l1_checkin_places_per_statement and n1_checkin_person_per_statement). Both must refuse the
-same things, leave nothing written, and on PostgreSQL hold under concurrent deletes as a foreign key's
-lock does.
+(migration l1_checkin_places_per_statement). Both must refuse the same things, leave nothing written,
+and on PostgreSQL hold under concurrent deletes as a foreign key's lock does.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from sqlalchemy import delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db as _db
-from app.models import MAX_ROW_ID, Checkin, CheckinSource, Companion, Entrance, Kiosk, Person, Venue, utcnow
+from app.models import MAX_ROW_ID, Checkin, CheckinSource, Entrance, Kiosk, Venue, utcnow
 from app.services import kiosk_sync
 from app.services import kiosks as kiosk_service
 from app.services.kiosk_sync import recording
@@ -64,8 +62,8 @@ def _visits() -> int:
     return int(_db.session.scalar(select(func.count()).select_from(Checkin)) or 0)
 
 
-@pytest.mark.parametrize("column", ["person_id", "venue_id", "entrance_id", "kiosk_id"])
-def test_a_visit_at_a_place_or_by_a_person_that_does_not_exist_is_refused(db: Any, column: str) -> None:
+@pytest.mark.parametrize("column", ["venue_id", "entrance_id", "kiosk_id"])
+def test_a_visit_at_a_place_that_does_not_exist_is_refused(db: Any, column: str) -> None:
     venue = factories.venue()
     kiosk = _kiosk(venue)
     people = [factories.person() for _ in range(3)]
@@ -117,42 +115,14 @@ def test_the_kiosk_batch_copy_is_checked_too(db: Any) -> None:
     assert _visits() == before + 1
 
 
-@pytest.mark.parametrize("column", ["person_id", "venue_id", "entrance_id", "kiosk_id"])
-def test_moving_a_visit_to_a_place_or_person_that_does_not_exist_is_refused(db: Any, column: str, now: Any) -> None:
+@pytest.mark.parametrize("column", ["venue_id", "entrance_id", "kiosk_id"])
+def test_moving_a_visit_to_a_place_that_does_not_exist_is_refused(db: Any, column: str, now: Any) -> None:
     venue = factories.venue()
-    person = factories.person()
-    visit = factories.checkin(person, venue, now - timedelta(hours=2))
+    visit = factories.checkin(factories.person(), venue, now - timedelta(hours=2))
     with pytest.raises(IntegrityError, match=r"(?i)foreign key"), db.session.begin_nested():
         db.session.execute(update(Checkin).where(Checkin.id == visit.id).values({column: MISSING}))
     db.session.refresh(visit)
-    assert (visit.person_id, visit.venue_id, visit.entrance_id, visit.kiosk_id) == (
-        person.id,
-        venue.id,
-        venue.entrances[0].id,
-        None,
-    )
-
-
-def test_deleting_people_deletes_their_visits_and_what_hangs_on_them(db: Any, now: Any) -> None:
-    venue = factories.venue()
-    leaving, other, staying = factories.person(), factories.person(), factories.person()
-    visit_ids = [factories.checkin(p, venue, now - timedelta(hours=h)).id for p in (leaving, other) for h in (2, 30)]
-    kept = factories.checkin(staying, venue, now - timedelta(hours=2)).id
-    db.session.add(Companion(checkin_id=visit_ids[0], person_id=staying.id))
-    db.session.flush()
-    db.session.execute(delete(Person).where(Person.id.in_([leaving.id, other.id])))
-    db.session.expire_all()
-    assert db.session.scalar(select(func.count()).where(Checkin.id.in_(visit_ids))) == 0
-    assert db.session.scalar(select(func.count()).where(Companion.checkin_id == visit_ids[0])) == 0
-    assert db.session.get(Checkin, kept) is not None
-
-
-def test_a_person_with_visits_cannot_be_renumbered(db: Any, now: Any) -> None:
-    person = factories.person()
-    factories.checkin(person, factories.venue(), now - timedelta(hours=2))
-    with pytest.raises(IntegrityError, match=r"(?i)foreign key"), db.session.begin_nested():
-        db.session.execute(update(Person).where(Person.id == person.id).values(id=MISSING))
-    assert db.session.get(Person, person.id) is not None
+    assert (visit.venue_id, visit.entrance_id, visit.kiosk_id) == (venue.id, venue.entrances[0].id, None)
 
 
 @pytest.mark.parametrize("model", [Venue, Entrance, Kiosk])
@@ -177,16 +147,15 @@ def test_a_place_without_visits_can_still_be_deleted(db: Any) -> None:
     assert db.session.get(Entrance, hall.id) is None
 
 
-def test_postgresql_checks_the_references_with_triggers_not_foreign_keys(db: Any) -> None:
+def test_postgresql_checks_the_places_with_triggers_not_foreign_keys(db: Any) -> None:
     _postgresql_only(db.engine.dialect.name)
     connection = db.session.connection()
-    assert inspect(connection).get_foreign_keys("checkins") == []
+    foreign_keys = {fk["name"] for fk in inspect(connection).get_foreign_keys("checkins")}
+    assert foreign_keys == {"fk_checkins_person_id_people"}
     triggers = set(connection.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")).scalars().all())
     assert {
-        "checkins_references_exist",
-        "checkins_changed_references_exist",
-        "people_deleted_take_their_checkins",
-        "people_renumbered_without_checkins",
+        "checkins_places_exist",
+        "checkins_changed_places_exist",
         "venues_not_referenced_by_checkins",
         "entrances_not_referenced_by_checkins",
         "kiosks_not_referenced_by_checkins",
@@ -289,55 +258,3 @@ def test_a_visit_racing_an_uncommitted_delete_waits_for_it_and_then_fails(live: 
         assert f"(entrance_id)=({hall_id})" in str(outcome[0])
         with engine.connect() as check:
             assert check.scalar(select(func.count()).where(Checkin.entrance_id == hall_id)) == 0
-
-
-def test_a_person_deleted_while_their_visit_is_being_added_takes_the_visit_along(live: LiveServer) -> None:
-    person_id, venue_id, hall_id = _committed_place(live.app)
-    with live.app.app_context():
-        engine = _db.engine
-        _postgresql_only(engine.dialect.name)
-        with engine.connect() as inserting:
-            inserting.execute(text("SET lock_timeout = '20s'"))
-            inserting.execute(insert(Checkin).values(_visit_at(person_id, venue_id, hall_id)))
-
-            def delete_person() -> int:
-                with engine.connect() as deleting:
-                    deleting.execute(text("SET lock_timeout = '20s'"))
-                    deleted = deleting.execute(delete(Person).where(Person.id == person_id)).rowcount
-                    deleting.commit()
-                    return deleted
-
-            thread, outcome = _in_thread(delete_person)
-            time.sleep(0.5)
-            assert thread.is_alive(), "the delete did not wait for the inserting transaction"
-            inserting.commit()
-            thread.join(30)
-        assert outcome == [1]
-        with engine.connect() as check:
-            assert check.scalar(select(func.count()).where(Checkin.person_id == person_id)) == 0
-
-
-def test_a_visit_added_while_its_person_is_being_deleted_fails(live: LiveServer) -> None:
-    person_id, venue_id, hall_id = _committed_place(live.app)
-    with live.app.app_context():
-        engine = _db.engine
-        _postgresql_only(engine.dialect.name)
-        with engine.connect() as deleting:
-            deleting.execute(text("SET lock_timeout = '20s'"))
-            assert deleting.execute(delete(Person).where(Person.id == person_id)).rowcount == 1
-
-            def insert_visit() -> None:
-                with engine.connect() as inserting:
-                    inserting.execute(text("SET lock_timeout = '20s'"))
-                    inserting.execute(insert(Checkin).values(_visit_at(person_id, venue_id, hall_id)))
-                    inserting.commit()
-
-            thread, outcome = _in_thread(insert_visit)
-            time.sleep(0.5)
-            assert thread.is_alive(), "the insert did not wait for the deleting transaction"
-            deleting.commit()
-            thread.join(30)
-        assert isinstance(outcome[0], IntegrityError), outcome
-        assert f"(person_id)=({person_id})" in str(outcome[0])
-        with engine.connect() as check:
-            assert check.scalar(select(func.count()).where(Checkin.person_id == person_id)) == 0
