@@ -206,29 +206,44 @@ def _in_thread(work: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, outcome
 
 
+def _second_waits_for_first(engine: Any, first: Any, second: Any, what: str) -> Any:
+    """Run `first` on a connection whose transaction stays open, then `second` on another connection, which
+    must wait for the first's locks; commit the first, and return what the second returned or raised."""
+
+    def connect() -> Any:
+        connection = engine.connect()
+        connection.execute(text("SET lock_timeout = '20s'"))  # a lost wake-up fails the test, not CI
+        return connection
+
+    def run_second() -> Any:
+        with connect() as waiting:
+            result = second(waiting)
+            waiting.commit()
+            return result
+
+    with connect() as holding:
+        first(holding)
+        thread, outcome = _in_thread(run_second)
+        time.sleep(0.5)
+        assert thread.is_alive(), f"the {what} did not wait for the other transaction"
+        holding.commit()
+        thread.join(30)
+    return outcome[0]
+
+
 def test_a_delete_racing_an_uncommitted_visit_waits_for_it_and_then_fails(live: LiveServer) -> None:
     person_id, venue_id, hall_id = _committed_place(live.app)
     with live.app.app_context():
         engine = _db.engine
         _postgresql_only(engine.dialect.name)
-        with engine.connect() as inserting:
-            inserting.execute(text("SET lock_timeout = '20s'"))
-            inserting.execute(insert(Checkin).values(_visit_at(person_id, venue_id, hall_id)))
-
-            def delete_hall() -> int:
-                with engine.connect() as deleting:
-                    deleting.execute(text("SET lock_timeout = '20s'"))
-                    deleted = deleting.execute(delete(Entrance).where(Entrance.id == hall_id)).rowcount
-                    deleting.commit()
-                    return deleted
-
-            thread, outcome = _in_thread(delete_hall)
-            time.sleep(0.5)
-            assert thread.is_alive(), "the delete did not wait for the inserting transaction"
-            inserting.commit()
-            thread.join(30)
-        assert isinstance(outcome[0], IntegrityError), outcome
-        assert "fk_checkins_entrance_id_entrances" in str(outcome[0])
+        outcome = _second_waits_for_first(
+            engine,
+            lambda c: c.execute(insert(Checkin).values(_visit_at(person_id, venue_id, hall_id))),
+            lambda c: c.execute(delete(Entrance).where(Entrance.id == hall_id)).rowcount,
+            "delete",
+        )
+        assert isinstance(outcome, IntegrityError), outcome
+        assert "fk_checkins_entrance_id_entrances" in str(outcome)
         with engine.connect() as check:
             assert check.scalar(select(func.count()).where(Entrance.id == hall_id)) == 1
             assert check.scalar(select(func.count()).where(Checkin.entrance_id == hall_id)) == 1
@@ -239,22 +254,13 @@ def test_a_visit_racing_an_uncommitted_delete_waits_for_it_and_then_fails(live: 
     with live.app.app_context():
         engine = _db.engine
         _postgresql_only(engine.dialect.name)
-        with engine.connect() as deleting:
-            deleting.execute(text("SET lock_timeout = '20s'"))
-            assert deleting.execute(delete(Entrance).where(Entrance.id == hall_id)).rowcount == 1
-
-            def insert_visit() -> None:
-                with engine.connect() as inserting:
-                    inserting.execute(text("SET lock_timeout = '20s'"))
-                    inserting.execute(insert(Checkin).values(_visit_at(person_id, venue_id, hall_id)))
-                    inserting.commit()
-
-            thread, outcome = _in_thread(insert_visit)
-            time.sleep(0.5)
-            assert thread.is_alive(), "the insert did not wait for the deleting transaction"
-            deleting.commit()
-            thread.join(30)
-        assert isinstance(outcome[0], IntegrityError), outcome
-        assert f"(entrance_id)=({hall_id})" in str(outcome[0])
+        outcome = _second_waits_for_first(
+            engine,
+            lambda c: c.execute(delete(Entrance).where(Entrance.id == hall_id)),
+            lambda c: c.execute(insert(Checkin).values(_visit_at(person_id, venue_id, hall_id))),
+            "insert",
+        )
+        assert isinstance(outcome, IntegrityError), outcome
+        assert f"(entrance_id)=({hall_id})" in str(outcome)
         with engine.connect() as check:
             assert check.scalar(select(func.count()).where(Checkin.entrance_id == hall_id)) == 0
