@@ -41,21 +41,25 @@ def _postgresql_only(dialect_name: str) -> None:
         pytest.skip("PostgreSQL only (set TEST_DATABASE_URL)")
 
 
-def _row(person_id: int, venue: Venue, kiosk: Kiosk | None = None, **overrides: Any) -> dict[str, Any]:
+def _visit_at(person_id: int, venue_id: int, entrance_id: int | None, kiosk_id: int | None = None) -> dict[str, Any]:
+    """A finished visit an hour ago, as insert() takes it (ids only: usable from any app context)."""
     start = utcnow() - timedelta(hours=1)
     return {
         "person_id": person_id,
-        "venue_id": venue.id,
-        "entrance_id": venue.entrances[0].id,
-        "kiosk_id": kiosk.id if kiosk else None,
+        "venue_id": venue_id,
+        "entrance_id": entrance_id,
+        "kiosk_id": kiosk_id,
         "party_size": 1,
-        "source": CheckinSource.KIOSK_SCANNER,
+        "source": CheckinSource.KIOSK_SCANNER if kiosk_id else CheckinSource.POSTER,
         "checked_in_at": start,
         "planned_checkout_at": start + timedelta(hours=2),
         "checked_out_at": start + timedelta(minutes=30),
         "created_at": start,
-        **overrides,
     }
+
+
+def _row(person_id: int, venue: Venue, kiosk: Kiosk | None = None) -> dict[str, Any]:
+    return _visit_at(person_id, venue.id, venue.entrances[0].id, kiosk.id if kiosk else None)
 
 
 def _visits() -> int:
@@ -83,8 +87,8 @@ def test_visits_at_existing_places_are_written(db: Any) -> None:
     kiosk = _kiosk(venue)
     people = [factories.person() for _ in range(3)]
     before = _visits()
-    rows = [_row(people[0].id, venue, kiosk), _row(people[1].id, venue, entrance_id=venue.entrances[1].id)]
-    rows.append(_row(people[2].id, venue, entrance_id=None))  # no entrance and no kiosk: nothing to check
+    rows = [_row(people[0].id, venue, kiosk), _visit_at(people[1].id, venue.id, venue.entrances[1].id)]
+    rows.append(_visit_at(people[2].id, venue.id, None))  # no entrance and no kiosk: nothing to check
     db.session.execute(insert(Checkin), rows)
     assert _visits() == before + 3
 
@@ -175,21 +179,6 @@ def _committed_place(app: Flask) -> tuple[int, int, int]:
             return person.id, venue.id, venue.entrances[1].id
         finally:
             _db.session.remove()
-
-
-def _visit_at(person_id: int, venue_id: int, entrance_id: int) -> dict[str, Any]:
-    start = utcnow() - timedelta(hours=1)
-    return {
-        "person_id": person_id,
-        "venue_id": venue_id,
-        "entrance_id": entrance_id,
-        "party_size": 1,
-        "source": CheckinSource.POSTER,
-        "checked_in_at": start,
-        "planned_checkout_at": start + timedelta(hours=2),
-        "checked_out_at": start + timedelta(minutes=30),
-        "created_at": start,
-    }
 
 
 def _in_thread(work: Any) -> tuple[threading.Thread, list[Any]]:

@@ -260,12 +260,12 @@ def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int,
             or_(keys.c.revoked_at.is_(None), keys.c.revoked_at > oldest),
         )
     ).all()
-    decrypt, b64decode = keyring().decrypt, base64.b64decode
+    ring = keyring()
     found: dict[int, _Key] = {}
     for key_id, person_id, key_enc, revoked_at in rows:
         try:
             # Stored as app/services/personal_codes.py writes it: standard base64 under its context.
-            key = b64decode(decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), validate=True)
+            key = base64.b64decode(ring.decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), validate=True)
         except (PersonalDataError, binascii.Error, ValueError):
             log.warning("personal code key %s (%s) cannot be decrypted", key_id, purpose)
             continue
