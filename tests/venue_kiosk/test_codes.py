@@ -148,3 +148,21 @@ def test_ble_payload_with_a_flipped_bit_fails_the_crc() -> None:
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         codes.kiosk_code(SECRET, 7, datetime(2025, 3, 2, 9, 30))
+
+
+@pytest.mark.parametrize("window", [0, 1, 2])
+def test_the_full_step_of_a_personal_code_is_the_one_in_the_window_with_its_low_bits(window: int) -> None:
+    # Around the 12-bit wrap (step 4096k) and away from it: a step is found iff some step within the
+    # window has these low bits, as enumerating the window says, and it is that step.
+    step_s = codes.PERSONAL_STEP_S
+    ordinary = datetime(2026, 12, 3, 19, 0, tzinfo=UTC)
+    wrap = datetime.fromtimestamp(int(ordinary.timestamp()) // (4096 * step_s) * 4096 * step_s, UTC)
+    assert codes.time_step(wrap, step_s) % 4096 == 0
+    for moment in (wrap, ordinary):
+        for offset in range(-3 * step_s, 3 * step_s, 7):
+            at = moment + timedelta(seconds=offset)
+            current = codes.time_step(at, step_s)
+            expected = {(current + d) % 4096: current + d for d in range(-window, window + 1)}
+            for step_low in (*range(8), *range(4088, 4096), *((current + d) % 4096 for d in range(-4, 5))):
+                parsed = codes.ParsedCode(person_ref=1, step_low=step_low, mac=b"", text="")
+                assert codes.personal_code_step(parsed, at, window) == expected.get(step_low)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
 import math
@@ -207,44 +206,29 @@ def _verify(items: Sequence[_Item], results: dict[int, ItemResult]) -> list[Veri
     ble_keys = _keys("ble", {t.key_id for t in ble.values()}, oldest)
     verified = []
     for item in items:
-        person_id: int | None = None
-        if item.index in personal:
-            code = personal[item.index]
-            if not _is_step_low_fresh(code.step_low, item.observed_at, item.window_steps):
+        at = item.observed_at
+        code = personal.get(item.index)
+        if code is not None:
+            step = codes.personal_code_step(code, at, item.window_steps)
+            if step is None:
                 results[item.index] = ItemResult(item.index, item.client_id, "rejected", _EXPIRED)
                 continue
             key = qr_keys.get(code.person_ref)
-            if (
-                key is not None
-                and key.is_valid_at(item.observed_at)
-                and codes.verify_personal_code(code, lambda _ref, k=key.key: k, item.observed_at, item.window_steps)
-            ):
-                person_id = key.person_id
-        elif item.index in ble:
-            token = ble[item.index]
-            if not codes.is_ble_step_fresh(token, item.observed_at, item.window_steps):
+            genuine = key is not None and key.is_valid_at(at) and codes.personal_mac_matches(code, key.key, step)
+        else:
+            token = ble.get(item.index)
+            if token is None:
+                continue  # damaged, already answered
+            if not codes.is_ble_step_fresh(token, at, item.window_steps):
                 results[item.index] = ItemResult(item.index, item.client_id, "rejected", _EXPIRED)
                 continue
             key = ble_keys.get(token.key_id)
-            if (
-                key is not None
-                and key.is_valid_at(item.observed_at)
-                and codes.verify_ble_token(token, lambda _id, k=key.key: k, item.observed_at, item.window_steps)
-            ):
-                person_id = key.person_id
-        else:
-            continue  # damaged, already answered
-        if person_id is None:
+            genuine = key is not None and key.is_valid_at(at) and codes.ble_mac_matches(token, key.key)
+        if not genuine:
             results[item.index] = ItemResult(item.index, item.client_id, "rejected", _NOT_GENUINE)
             continue
-        verified.append(VerifiedItem(item.index, item.client_id, person_id, item.observed_at, _SOURCES[item.method]))
+        verified.append(VerifiedItem(item.index, item.client_id, key.person_id, at, _SOURCES[item.method]))
     return verified
-
-
-def _is_step_low_fresh(step_low: int, at: datetime, window_steps: int) -> bool:
-    # step_low is one of (current + d) % 4096 for |d| <= window_steps: its distance above current - window.
-    current = codes.time_step(at, codes.PERSONAL_STEP_S)
-    return (step_low - current + window_steps) % 4096 <= 2 * window_steps
 
 
 def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int, _Key]:
@@ -265,7 +249,7 @@ def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int,
     for key_id, person_id, key_enc, revoked_at in rows:
         try:
             # Stored as app/services/personal_codes.py writes it: standard base64 under its context.
-            key = base64.b64decode(ring.decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), validate=True)
+            key = binascii.a2b_base64(ring.decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), strict_mode=True)
         except (PersonalDataError, binascii.Error, ValueError):
             log.warning("personal code key %s (%s) cannot be decrypted", key_id, purpose)
             continue

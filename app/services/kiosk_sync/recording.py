@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import ARRAY, ColumnElement, Select, any_, bindparam, or_, select, update
@@ -75,6 +76,9 @@ class PersonPlan:
     outcomes: dict[int, tuple[str, str | None]] = field(default_factory=dict)
 
 
+_observed_at = attrgetter("observed_at")
+
+
 def plan_visits(
     visits: list[PlannedVisit], items: Iterable[VerifiedItem], venue_id: int, stay: timedelta, now: datetime
 ) -> PersonPlan:
@@ -88,8 +92,18 @@ def plan_visits(
     - the new visit ends where the person's next known visit begins, or at its planned end if that has
       passed, else it stays open.
     """
+    ordered = sorted(items, key=_observed_at)
+    if not visits and len(ordered) == 1:
+        # A kiosk batch's common case, the rules below applied to nothing known: one new visit, closed at
+        # its planned end if that has passed.
+        item = ordered[0]
+        t = item.observed_at
+        new = PlannedVisit(venue_id, t, t + stay, item=item)
+        if new.planned_checkout_at <= now:
+            new.checked_out_at, new.checkout_reason = new.planned_checkout_at, CheckoutReason.AUTO
+        return PersonPlan([new], {item.index: ("accepted", _CREATED)})
     plan = PersonPlan(sorted(visits, key=lambda v: v.checked_in_at))
-    for item in sorted(items, key=lambda i: i.observed_at):
+    for item in ordered:
         t = item.observed_at
         here = [v for v in plan.visits if v.venue_id == venue_id and v.checked_in_at <= t < v.ends_at]
         if here:
