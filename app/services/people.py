@@ -153,8 +153,8 @@ def erase_person(person: Person, now: datetime) -> bool:
     """Erase everything the visitor gave us, in the caller's transaction; returns True if the row went too.
 
     Deleted: visits (with their companions and the exposures found for them), the person's places as
-    someone else's companion, remembered devices, sign-in codes, personal code keys, notices and
-    queued or sent messages. Kept: audit entries (the law requires them; they hold no number). A
+    someone else's companion, remembered devices, sign-in codes and their SMS, personal code keys,
+    notices and queued or sent messages. Kept: audit entries (the law requires them; they hold no number). A
     person with a case on record keeps the Person row and its encrypted number, which the health
     officials' case record refers to, but loses the account link and everything listed above.
     An active case not yet matched refuses erasure (409): its visits are still needed to warn others.
@@ -175,6 +175,7 @@ def erase_person(person: Person, now: datetime) -> bool:
         RememberedDevice,
     )
     from app.services import audit
+    from app.services.sign_in import code_message_key
 
     cases = db.session.scalars(select(Case).where(Case.person_id == person.id)).all()
     if any(c.status == CaseStatus.ACTIVE and c.matched_at is None for c in cases):
@@ -199,6 +200,12 @@ def erase_person(person: Person, now: datetime) -> bool:
         delete(PersonalCodeKey).where(PersonalCodeKey.person_id == person.id),
     ]
     if person.phone_hash is not None:
+        # The sign-in codes' SMS carry the number but no person (the code came before the account):
+        # found through their code requests' ids, which their deduplication keys name.
+        code_ids = db.session.scalars(select(LoginCode.id).where(LoginCode.phone_hash == person.phone_hash)).all()
+        if code_ids:
+            keys = [code_message_key(i) for i in code_ids]
+            statements.append(delete(OutboxMessage).where(OutboxMessage.dedup_key.in_(keys)))
         statements.append(delete(LoginCode).where(LoginCode.phone_hash == person.phone_hash))
     for statement in statements:
         db.session.execute(statement, execution_options={"synchronize_session": False})

@@ -54,6 +54,11 @@ def _code_hash(phone_hash: bytes, code: str) -> bytes:
     return keyring().lookup_hash(f"{phone_hash.hex()}|{code}", context="login_code")
 
 
+def code_message_key(login_code_id: int) -> str:
+    """The deduplication key of a code request's SMS (the message names no person: there may be none yet)."""
+    return f"otp:{login_code_id}"
+
+
 def request_code(raw_phone: str, now: datetime, lang: str = "ru") -> CodeRequest:
     """Queue a fresh code by SMS (first in the dispatcher's queue) for a number typed any usual way.
 
@@ -82,7 +87,7 @@ def request_code(raw_phone: str, now: datetime, lang: str = "ru") -> CodeRequest
     db.session.add(login_code)
     db.session.flush()
     outbox.enqueue(
-        dedup_key=f"otp:{login_code.id}",
+        dedup_key=code_message_key(login_code.id),
         channel=MessageChannel.SMS,
         kind=MessageKind.OTP,
         recipient=phone,

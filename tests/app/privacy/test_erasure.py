@@ -1,0 +1,158 @@
+"""Erase-my-data (people.erase_person) on a person with the whole product around them: visits, companions,
+a health case's exposures and notices, queued SMS, sign-in codes, devices and keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.errors import ConflictError
+from app.models import (
+    AuditEntry,
+    Base,
+    Case,
+    Checkin,
+    Companion,
+    Exposure,
+    LoginCode,
+    OfficialRole,
+    OutboxMessage,
+    Person,
+    PersonalCodeKey,
+    RememberedDevice,
+)
+from app.services import accounts, notices, people, sign_in
+from app.services.exposures import match_case, rules_from_config
+from app.services.outbox import RECIPIENT_CONTEXT
+from app.services.personal_data import keyring, secret_hash
+from tests import factories as f
+
+MSK = ZoneInfo("Europe/Moscow")
+CONTACT_PHONE = "+79165550177"
+COMPANION_PHONE = "+79165550178"
+
+
+@dataclass
+class Scene:
+    sick: Person
+    contact: Person
+    bystander: Person
+    companion: Person
+    case: Case
+    bystander_visit: Checkin
+
+
+def _scene(app: Flask, now: datetime, *, approve: bool = True) -> Scene:
+    """Three people at one venue at one time; the first is a case, matched and (by default) approved, so
+    the other two have exposures, notices and queued SMS. The contact also asked for a sign-in code, has
+    a remembered device and a personal code key, brought a companion with a phone and is listed as a
+    companion on the bystander's visit."""
+    venue = f.venue()
+    start = now - timedelta(hours=5)
+    sick, contact, bystander = f.person(), f.person(CONTACT_PHONE), f.person()
+    companion = f.person(COMPANION_PHONE)
+    f.checkin(sick, venue, start)
+    contact_visit = f.checkin(contact, venue, start, party_size=2)
+    bystander_visit = f.checkin(bystander, venue, start, party_size=2)
+    f.db.session.add_all(
+        [
+            Companion(checkin_id=contact_visit.id, person_id=companion.id),
+            Companion(checkin_id=bystander_visit.id, person_id=contact.id),
+            RememberedDevice(person_id=contact.id, token_hash=secret_hash("device"), created_at=start),
+            PersonalCodeKey(person_id=contact.id, purpose="qr", key_enc=b"sealed", created_at=start),
+        ]
+    )
+    sign_in.request_code(CONTACT_PHONE, now - timedelta(days=2))
+    case = Case(person_id=sick.id, tested_on=now.date(), created_at=now)
+    f.db.session.add(case)
+    f.db.session.flush()
+    if approve:
+        match_case(case.id, now=now, rules=rules_from_config(app.config), tz=MSK)
+        official = accounts.create_official(
+            "erasure@health.example", "correct horse battery", "Test", OfficialRole.SUPERVISOR
+        )
+        notices.approve_case(case.id, official, now=now, public_base_url="http://checkin.test")
+    return Scene(sick, contact, bystander, companion, case, bystander_visit)
+
+
+def _rows_about(person_id: int) -> dict[str, int]:
+    """Rows in every table whose reference to people names this person (audit entries name no table)."""
+    found = {}
+    for table in Base.metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if fk.column.table.name == "people":
+                count = f.db.session.scalar(select(func.count()).select_from(table).where(fk.parent == person_id))
+                if count:
+                    found[f"{table.name}.{fk.parent.name}"] = count
+    return found
+
+
+def _numbers_in_the_outbox() -> list[str]:
+    ring = keyring()
+    return [
+        ring.decrypt(blob, context=RECIPIENT_CONTEXT)
+        for blob in f.db.session.scalars(select(OutboxMessage.recipient_enc))
+    ]
+
+
+def test_erasing_a_notified_contact_leaves_no_row_and_no_number_of_theirs(app: Flask, db: Any, now: datetime) -> None:
+    scene = _scene(app, now)
+    contact_id = scene.contact.id
+    before = _rows_about(contact_id)
+    # The set-up did reach every kind of row the erasure must remove.
+    assert {"checkins.person_id", "exposures.person_id", "notices.person_id", "outbox_messages.person_id"} <= set(
+        before
+    )
+    assert {"companions.person_id", "remembered_devices.person_id", "personal_code_keys.person_id"} <= set(before)
+    # The sign-in code, and a notice for each visit they were at: their own, and the bystander's as a companion.
+    assert _numbers_in_the_outbox().count(CONTACT_PHONE) == 3
+    bystander_rows = _rows_about(scene.bystander.id)
+
+    assert people.erase_person(scene.contact, now) is True
+
+    assert _rows_about(contact_id) == {}
+    assert db.session.get(Person, contact_id) is None
+    assert CONTACT_PHONE not in _numbers_in_the_outbox()  # the sign-in code's SMS names no person, yet went too
+    assert db.session.scalar(select(func.count()).select_from(LoginCode)) == 0
+    # Their companion is no longer linked to anything of theirs, but keeps their own account; the
+    # bystander's visit still counts the two people who came.
+    assert db.session.get(Person, scene.companion.id) is not None
+    assert "companions.person_id" not in _rows_about(scene.companion.id)
+    (kept,) = db.session.scalars(select(Companion).where(Companion.checkin_id == scene.bystander_visit.id))
+    assert kept.person_id is None
+    # Everyone else's rows are untouched: the bystander's notice and SMS, the case and its visit.
+    assert _rows_about(scene.bystander.id) == bystander_rows
+    assert _rows_about(scene.sick.id) == {"checkins.person_id": 1, "cases.person_id": 1}
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "erase_data"))
+    assert entry is not None and entry.subject_person_id == contact_id
+
+
+def test_erasing_the_case_keeps_the_case_record_and_the_warnings_it_caused(app: Flask, db: Any, now: datetime) -> None:
+    scene = _scene(app, now)
+    contact_notices = _rows_about(scene.contact.id)["notices.person_id"]
+
+    assert people.erase_person(scene.sick, now) is False  # the case record refers to the person
+
+    person = db.session.get(Person, scene.sick.id)
+    assert person is not None and person.phone_enc is not None and person.oidc_subject_hash is None
+    assert _rows_about(scene.sick.id) == {"cases.person_id": 1}
+    # The contacts keep their exposures and notices; what pointed at the case's visit no longer does.
+    exposures = db.session.scalars(select(Exposure).where(Exposure.case_id == scene.case.id)).all()
+    assert {e.person_id for e in exposures} == {scene.contact.id, scene.bystander.id, scene.companion.id}
+    assert all(e.case_checkin_id is None for e in exposures)
+    assert _rows_about(scene.contact.id)["notices.person_id"] == contact_notices
+
+
+def test_an_active_case_not_yet_matched_refuses_erasure_and_changes_nothing(app: Flask, db: Any, now: datetime) -> None:
+    scene = _scene(app, now, approve=False)
+    before = {p.id: _rows_about(p.id) for p in (scene.sick, scene.contact, scene.bystander)}
+    with pytest.raises(ConflictError, match="still being processed"):
+        people.erase_person(scene.sick, now)
+    assert {p.id: _rows_about(p.id) for p in (scene.sick, scene.contact, scene.bystander)} == before
+    assert db.session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "erase_data")) == 0
