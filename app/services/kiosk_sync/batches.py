@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from app.errors import ValidationError
 from app.extensions import db
@@ -35,6 +35,9 @@ SKEWED_EXTRA_STEPS = 1
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_REPORTED_SKEW_S = 7 * 24 * 3600.0
 RETENTION_DAYS_DEFAULT = 21
+# Batches refresh the kiosk's "last seen" at most this often (heartbeats always do): operators read it
+# in minutes, and a kiosk sending batch after batch would otherwise update its row for every one.
+SEEN_GRANULARITY = timedelta(seconds=30)
 
 _SOURCES = {"kiosk_scanner": CheckinSource.KIOSK_SCANNER, "ble": CheckinSource.BLE}
 
@@ -89,15 +92,18 @@ def ingest_checkins(
     earliest = max(now - timedelta(days=retention_days), ctx.kiosk.enrolled_at - FUTURE_TOLERANCE)
     for index, raw in enumerate(raw_items):
         item_or_reason = _parse_item(index, raw, now, earliest)
-        client_id = _client_id(raw.get("client_id")) if isinstance(raw, dict) else None
         if isinstance(item_or_reason, str):
+            client_id = _client_id(raw.get("client_id")) if isinstance(raw, dict) else None
             results[index] = ItemResult(index, client_id, "rejected", item_or_reason)
         elif item_or_reason.client_id in seen:
-            results[index] = ItemResult(index, client_id, "duplicate", "The same client id came twice in this batch.")
+            results[index] = ItemResult(
+                index, item_or_reason.client_id, "duplicate", "The same client id came twice in this batch."
+            )
         else:
             seen.add(item_or_reason.client_id)
             items.append(item_or_reason)
-    ctx.kiosk.last_seen_at = now
+    if ctx.kiosk.last_seen_at is None or ctx.kiosk.last_seen_at < now - SEEN_GRANULARITY:
+        ctx.kiosk.last_seen_at = now  # a busy kiosk's batches would otherwise each write its row
     items = _drop_known_client_ids(ctx, items, results)
     verified = _verify(items, results)
     if verified:
@@ -202,8 +208,7 @@ def _verify(items: Sequence[_Item], results: dict[int, ItemResult]) -> list[Veri
         except codes.CodeError:
             results[item.index] = ItemResult(item.index, item.client_id, "rejected", _DAMAGED)
     oldest = min((i.observed_at for i in items), default=None)
-    qr_keys = _keys("qr", {p.person_ref for p in personal.values()}, oldest)
-    ble_keys = _keys("ble", {t.key_id for t in ble.values()}, oldest)
+    qr_keys, ble_keys = _keys({p.person_ref for p in personal.values()}, {t.key_id for t in ble.values()}, oldest)
     verified = []
     for item in items:
         at = item.observed_at
@@ -231,27 +236,33 @@ def _verify(items: Sequence[_Item], results: dict[int, ItemResult]) -> list[Veri
     return verified
 
 
-def _keys(purpose: str, key_ids: set[int], oldest: datetime | None) -> dict[int, _Key]:
-    """The purpose's keys with these ids (the code's person_ref or key_id), decrypted; one query."""
-    key_ids = {i for i in key_ids if 0 < i <= MAX_ROW_ID}  # a phone may advertise any 32-bit id
-    if not key_ids or oldest is None:
-        return {}
+def _keys(qr_ids: set[int], ble_ids: set[int], oldest: datetime | None) -> tuple[dict[int, _Key], dict[int, _Key]]:
+    """The personal-code keys with these ids (a code's person_ref) and the Bluetooth keys with these ids
+    (a token's key_id), decrypted; one query for both."""
+    # A phone may advertise any 32-bit id; the database's ids stop at MAX_ROW_ID.
+    qr_ids = {i for i in qr_ids if 0 < i <= MAX_ROW_ID}
+    ble_ids = {i for i in ble_ids if 0 < i <= MAX_ROW_ID}
+    found: dict[str, dict[int, _Key]] = {"qr": {}, "ble": {}}
+    if oldest is None or not (qr_ids or ble_ids):
+        return found["qr"], found["ble"]
     keys = PersonalCodeKey.__table__  # table columns: rows come back as plain tuples, without the ORM's loading
+    wanted = [
+        and_(keys.c.purpose == purpose, _among(keys.c.id, sorted(ids)))
+        for purpose, ids in (("qr", qr_ids), ("ble", ble_ids))
+        if ids
+    ]
     rows = db.session.execute(
-        select(keys.c.id, keys.c.person_id, keys.c.key_enc, keys.c.revoked_at).where(
-            _among(keys.c.id, sorted(key_ids)),
-            keys.c.purpose == purpose,
-            or_(keys.c.revoked_at.is_(None), keys.c.revoked_at > oldest),
+        select(keys.c.id, keys.c.purpose, keys.c.person_id, keys.c.key_enc, keys.c.revoked_at).where(
+            or_(*wanted), or_(keys.c.revoked_at.is_(None), keys.c.revoked_at > oldest)
         )
     ).all()
     ring = keyring()
-    found: dict[int, _Key] = {}
-    for key_id, person_id, key_enc, revoked_at in rows:
+    for key_id, purpose, person_id, key_enc, revoked_at in rows:
         try:
             # Stored as app/services/personal_codes.py writes it: standard base64 under its context.
             key = binascii.a2b_base64(ring.decrypt(key_enc, context=PERSONAL_KEY_CONTEXT), strict_mode=True)
         except (PersonalDataError, binascii.Error, ValueError):
             log.warning("personal code key %s (%s) cannot be decrypted", key_id, purpose)
             continue
-        found[key_id] = _Key(person_id, key, revoked_at)
-    return found
+        found[purpose][key_id] = _Key(person_id, key, revoked_at)
+    return found["qr"], found["ble"]

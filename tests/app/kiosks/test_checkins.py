@@ -349,3 +349,17 @@ def test_unique_client_ids_are_what_makes_resending_safe(db: Any, kiosk: Enrolle
     factories.checkin(visitor, kiosk.venue, api_now - timedelta(hours=3), client_id=client_id)
     with pytest.raises(IntegrityError), db.session.begin_nested():
         factories.checkin(visitor, kiosk.venue, api_now - timedelta(hours=2), client_id=client_id)
+
+
+def test_batches_refresh_the_kiosks_last_seen_at_most_every_thirty_seconds(
+    client: FlaskClient, db: Any, kiosk: EnrolledKiosk, api_now: datetime
+) -> None:
+    from app.models import Kiosk
+
+    row = db.session.get(Kiosk, kiosk.id)
+    for seen_ago, refreshed in ((timedelta(seconds=10), False), (timedelta(minutes=2), True)):
+        row.last_seen_at = api_now - seen_ago
+        db.session.flush()
+        _send(client, kiosk, [ble_item(factories.person(), api_now - timedelta(seconds=5))])
+        db.session.refresh(row)
+        assert row.last_seen_at == (api_now if refreshed else api_now - seen_ago)
