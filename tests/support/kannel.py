@@ -32,7 +32,8 @@ __all__ = ["KannelError", "KannelProcess", "KannelSettings", "TestSmsc", "make_k
 
 TEMPLATE = Path(__file__).with_suffix("") / "kannel.conf.template"
 SEARCH_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
-READY_TIMEOUT = 20.0
+# Ready in a second or two; generous because a shared CI machine can stall a start for many seconds.
+READY_TIMEOUT = 60.0
 STOP_GRACE = 3.0
 # If the test process is killed (CI timeout, Ctrl-C twice), the kernel sends the boxes SIGTERM
 # instead of leaving them holding ports; util-linux's setpriv sets that up without preexec_fn.
