@@ -190,7 +190,10 @@ def personal_code(person_key: bytes, person_ref: int, now: datetime, step_s: int
 
 def normalise_scanned(raw: str) -> str:
     """Undo what keyboard layouts and caps lock do to a wedge scanner's output."""
-    return raw.strip().upper().translate(_LAYOUT_FIXES)
+    text = raw.strip().upper()
+    if text.isascii() and text.isalnum():
+        return text  # plain letters and digits: nothing for the layout fixes to map
+    return text.translate(_LAYOUT_FIXES)
 
 
 # The payload symbols as the digits int() reads in base 31, so the C parser does the arithmetic.
@@ -203,9 +206,7 @@ _PREFIX_BYTES = PERSONAL_CODE_PREFIX.encode()
 
 def parse_personal_code(raw: str) -> ParsedCode:
     """Parse one scanned line; raises PersonalCodeError (or its checksum subclass) on bad input."""
-    text = raw.strip().upper()
-    if not text.isascii() or not text.isalnum():
-        text = text.translate(_LAYOUT_FIXES)  # only a mangled scan needs the layout fixes
+    text = normalise_scanned(raw)
     if len(text) != PERSONAL_CODE_LENGTH:
         raise PersonalCodeError(f"expected {PERSONAL_CODE_LENGTH} characters, got {len(text)}")
     if not text.startswith(PERSONAL_CODE_PREFIX):

@@ -109,9 +109,9 @@ def _set_subject(person: Person, issuer: str, subject: str) -> None:
 SEEN_GRANULARITY = timedelta(hours=1)
 
 
-def seen_is_stale(last_seen_at: datetime | None, now: datetime) -> bool:
-    """Whether "last seen" is worth writing again (at most once per SEEN_GRANULARITY)."""
-    return last_seen_at is None or last_seen_at < now - SEEN_GRANULARITY
+def seen_is_stale(last_seen_at: datetime | None, now: datetime, granularity: timedelta = SEEN_GRANULARITY) -> bool:
+    """Whether "last seen" is worth writing again (at most once per `granularity`)."""
+    return last_seen_at is None or last_seen_at < now - granularity
 
 
 def mark_seen(person: Person, now: datetime) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import MAX_ROW_ID, Checkin, CheckinSource, PersonalCodeKey
+from app.services import people
 from app.services.kiosk_sync.enrolment import KioskContext, parse_time
 from app.services.kiosk_sync.recording import VerifiedItem, _among, record_visits_in_bulk
 from app.services.personal_codes import KEY_CONTEXT as PERSONAL_KEY_CONTEXT
@@ -102,7 +103,7 @@ def ingest_checkins(
         else:
             seen.add(item_or_reason.client_id)
             items.append(item_or_reason)
-    if ctx.kiosk.last_seen_at is None or ctx.kiosk.last_seen_at < now - SEEN_GRANULARITY:
+    if people.seen_is_stale(ctx.kiosk.last_seen_at, now, SEEN_GRANULARITY):
         ctx.kiosk.last_seen_at = now  # a busy kiosk's batches would otherwise each write its row
     items = _drop_known_client_ids(ctx, items, results)
     verified = _verify(items, results)

@@ -97,11 +97,7 @@ def plan_visits(
         # A kiosk batch's common case, the rules below applied to nothing known: one new visit, closed at
         # its planned end if that has passed.
         item = ordered[0]
-        t = item.observed_at
-        new = PlannedVisit(venue_id, t, t + stay, item=item)
-        if new.planned_checkout_at <= now:
-            new.checked_out_at, new.checkout_reason = new.planned_checkout_at, CheckoutReason.AUTO
-        return PersonPlan([new], {item.index: ("accepted", _CREATED)})
+        return PersonPlan([_new_visit(item, venue_id, stay, None, now)], {item.index: ("accepted", _CREATED)})
     plan = PersonPlan(sorted(visits, key=lambda v: v.checked_in_at))
     for item in ordered:
         t = item.observed_at
@@ -122,15 +118,24 @@ def plan_visits(
                 # A visit elsewhere that ended after t, however it ended: the person was here at t.
                 visit.close(t, CheckoutReason.NEXT_CHECKIN)
         following = min((v.checked_in_at for v in plan.visits if v.checked_in_at > t), default=None)
-        new = PlannedVisit(venue_id, t, t + stay, item=item)
-        if following is not None and following < new.planned_checkout_at:
-            new.checked_out_at, new.checkout_reason = following, CheckoutReason.NEXT_CHECKIN
-        elif following is not None or new.planned_checkout_at <= now:
-            new.checked_out_at, new.checkout_reason = new.planned_checkout_at, CheckoutReason.AUTO
-        plan.visits.append(new)
+        plan.visits.append(_new_visit(item, venue_id, stay, following, now))
         plan.visits.sort(key=lambda v: v.checked_in_at)
         plan.outcomes[item.index] = ("accepted", _CREATED)
     return plan
+
+
+def _new_visit(
+    item: VerifiedItem, venue_id: int, stay: timedelta, following: datetime | None, now: datetime
+) -> PlannedVisit:
+    """The item's new visit: it ends where the person's next known visit (`following`) begins, or at its
+    planned end if that has passed, else it stays open."""
+    t = item.observed_at
+    new = PlannedVisit(venue_id, t, t + stay, item=item)
+    if following is not None and following < new.planned_checkout_at:
+        new.checked_out_at, new.checkout_reason = following, CheckoutReason.NEXT_CHECKIN
+    elif following is not None or new.planned_checkout_at <= now:
+        new.checked_out_at, new.checkout_reason = new.planned_checkout_at, CheckoutReason.AUTO
+    return new
 
 
 def record_visits_in_bulk(
