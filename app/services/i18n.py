@@ -100,9 +100,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "erase_confirm_title": ("Удалить все ваши данные?", "Erase all your data?"),
     "erase_confirm_text": (
         "Будут удалены посещения, спутники, устройства, коды, уведомления и ваш номер. Это нельзя отменить. "
-        "Записи журнала доступа хранятся по закону.",
+        "Записи журнала доступа хранятся по закону. Если с вами был спутник со своим номером, посещение "
+        "останется у него, без вас: так его смогут предупредить.",
         "Your visits, companions, devices, codes, notices and your number will be deleted. This cannot be "
-        "undone. Access log entries are kept as the law requires.",
+        "undone. Access log entries are kept as the law requires. A visit where a companion gave their own "
+        "number stays with them, without you, so they can still be warned.",
     ),
     "erase_yes": ("Да, удалить", "Yes, erase"),
     "erased": ("Ваши данные удалены.", "Your data has been erased."),

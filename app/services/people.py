@@ -158,6 +158,10 @@ def erase_person(person: Person, now: datetime) -> bool:
     person with a case on record keeps the Person row and its encrypted number, which the health
     officials' case record refers to, but loses the account link and everything listed above.
     An active case not yet matched refuses erasure (409): its visits are still needed to warn others.
+
+    A visit that a companion with their own number came on is the companion's presence too: it is handed
+    over to them (see _hand_over_shared_visits) instead of deleted, so their exposures and any warning
+    still due to them survive, and a later case there still finds them.
     """
     from sqlalchemy import delete, update
 
@@ -182,6 +186,8 @@ def erase_person(person: Person, now: datetime) -> bool:
         raise ConflictError(
             "Your data is part of a health case that is still being processed; please try again in a day."
         )
+    handed_over = _hand_over_shared_visits(person.id, now)
+    # Evaluated by each statement below, after the hand-over: the visits still theirs.
     visit_ids = select(Checkin.id).where(Checkin.person_id == person.id).scalar_subquery()
     statements = [
         delete(OutboxMessage).where(OutboxMessage.person_id == person.id),
@@ -209,7 +215,8 @@ def erase_person(person: Person, now: datetime) -> bool:
         statements.append(delete(LoginCode).where(LoginCode.phone_hash == person.phone_hash))
     for statement in statements:
         db.session.execute(statement, execution_options={"synchronize_session": False})
-    audit.record("visitor", person.id, "erase_data", now=now, subject_person_id=person.id)
+    detail = f"{handed_over} shared visits handed over to companions" if handed_over else ""
+    audit.record("visitor", person.id, "erase_data", now=now, subject_person_id=person.id, target=detail)
     if cases:
         person.oidc_subject_hash = None
         person.oidc_subject_enc = None
@@ -221,6 +228,56 @@ def erase_person(person: Person, now: datetime) -> bool:
     db.session.expunge(person)
     db.session.flush()
     return True
+
+
+def _hand_over_shared_visits(person_id: int, now: datetime) -> int:
+    """Give each of this person's visits that has a companion with an account to the first such companion;
+    returns how many were handed over.
+
+    The companion's row becomes the visit's owner and the party shrinks by one (the person erased). Their
+    exposures and notices on it stay as they are: they already name the companion. An open visit stays
+    open unless the companion has an open visit of their own (one open visit per person): then it ends
+    now, or at its planned end if that came first, as an automatic check-out.
+    """
+    from sqlalchemy import delete, update
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models import Checkin, CheckoutReason, Companion
+
+    rows = db.session.execute(
+        select(
+            Companion.id,
+            Companion.person_id,
+            Checkin.id,
+            Checkin.party_size,
+            Checkin.checked_in_at,
+            Checkin.planned_checkout_at,
+            Checkin.checked_out_at,
+        )
+        .join(Checkin, Checkin.id == Companion.checkin_id)
+        .where(Checkin.person_id == person_id, Companion.person_id.is_not(None), Companion.person_id != person_id)
+        .order_by(Checkin.id, Companion.id)
+    ).all()
+    heirs = {}
+    for row in rows:
+        heirs.setdefault(row[2], row)  # the first companion with an account, per visit
+    plain = {"synchronize_session": False}  # like erase_person's statements: the caller commits
+    for companion_id, heir, visit_id, party_size, checked_in_at, planned_end, checked_out_at in heirs.values():
+        db.session.execute(delete(Companion).where(Companion.id == companion_id), execution_options=plain)
+        values: dict[str, object] = {"person_id": heir, "party_size": max(1, party_size - 1)}
+        hand_over = update(Checkin).where(Checkin.id == visit_id)
+        if checked_out_at is None:
+            try:
+                with db.session.begin_nested():
+                    db.session.execute(hand_over.values(values), execution_options=plain)
+                continue
+            except IntegrityError:  # the companion has an open visit of their own
+                values |= {
+                    "checked_out_at": max(checked_in_at, min(now, planned_end)),
+                    "checkout_reason": CheckoutReason.AUTO,
+                }
+        db.session.execute(hand_over.values(values), execution_options=plain)
+    return len(heirs)
 
 
 def set_phone(person: Person, phone_e164: str) -> None:

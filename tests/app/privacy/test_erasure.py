@@ -18,6 +18,7 @@ from app.models import (
     Base,
     Case,
     Checkin,
+    CheckoutReason,
     Companion,
     Exposure,
     LoginCode,
@@ -45,12 +46,14 @@ class Scene:
     bystander: Person
     companion: Person
     case: Case
+    contact_visit: Checkin
     bystander_visit: Checkin
 
 
-def _scene(app: Flask, now: datetime, *, approve: bool = True) -> Scene:
-    """Three people at one venue at one time; the first is a case, matched and (by default) approved, so
-    the other two have exposures, notices and queued SMS. The contact also asked for a sign-in code, has
+def _scene(app: Flask, now: datetime, *, stage: str = "approved") -> Scene:
+    """Three people at one venue at one time; the first is a case, by default matched and approved (stage
+    "approved"; "matched" stops before approval, "recorded" before matching), so the other two have
+    exposures, notices and queued SMS. The contact also asked for a sign-in code, has
     a remembered device and a personal code key, brought a companion with a phone and is listed as a
     companion on the bystander's visit."""
     venue = f.venue()
@@ -72,13 +75,14 @@ def _scene(app: Flask, now: datetime, *, approve: bool = True) -> Scene:
     case = Case(person_id=sick.id, tested_on=now.date(), created_at=now)
     f.db.session.add(case)
     f.db.session.flush()
-    if approve:
+    if stage in ("matched", "approved"):
         match_case(case.id, now=now, rules=rules_from_config(app.config), tz=MSK)
+    if stage == "approved":
         official = accounts.create_official(
             "erasure@health.example", "correct horse battery", "Test", OfficialRole.SUPERVISOR
         )
         notices.approve_case(case.id, official, now=now, public_base_url="http://checkin.test")
-    return Scene(sick, contact, bystander, companion, case, bystander_visit)
+    return Scene(sick, contact, bystander, companion, case, contact_visit, bystander_visit)
 
 
 def _rows_about(person_id: int) -> dict[str, int]:
@@ -120,10 +124,12 @@ def test_erasing_a_notified_contact_leaves_no_row_and_no_number_of_theirs(app: F
     assert db.session.get(Person, contact_id) is None
     assert CONTACT_PHONE not in _numbers_in_the_outbox()  # the sign-in code's SMS names no person, yet went too
     assert db.session.scalar(select(func.count()).select_from(LoginCode)) == 0
-    # Their companion is no longer linked to anything of theirs, but keeps their own account; the
-    # bystander's visit still counts the two people who came.
+    # Their companion is no longer linked to anything of theirs but keeps their own account, and the
+    # visit they came on is now theirs alone; the bystander's visit still counts the two people who came.
     assert db.session.get(Person, scene.companion.id) is not None
     assert "companions.person_id" not in _rows_about(scene.companion.id)
+    handed_over = db.session.get(Checkin, scene.contact_visit.id)
+    assert handed_over is not None and (handed_over.person_id, handed_over.party_size) == (scene.companion.id, 1)
     (kept,) = db.session.scalars(select(Companion).where(Companion.checkin_id == scene.bystander_visit.id))
     assert kept.person_id is None
     # Everyone else's rows are untouched: the bystander's notice and SMS, the case and its visit.
@@ -131,6 +137,7 @@ def test_erasing_a_notified_contact_leaves_no_row_and_no_number_of_theirs(app: F
     assert _rows_about(scene.sick.id) == {"checkins.person_id": 1, "cases.person_id": 1}
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "erase_data"))
     assert entry is not None and entry.subject_person_id == contact_id
+    assert entry.target == "1 shared visits handed over to companions"
 
 
 def test_erasing_the_case_keeps_the_case_record_and_the_warnings_it_caused(app: Flask, db: Any, now: datetime) -> None:
@@ -150,9 +157,82 @@ def test_erasing_the_case_keeps_the_case_record_and_the_warnings_it_caused(app: 
 
 
 def test_an_active_case_not_yet_matched_refuses_erasure_and_changes_nothing(app: Flask, db: Any, now: datetime) -> None:
-    scene = _scene(app, now, approve=False)
+    scene = _scene(app, now, stage="recorded")
     before = {p.id: _rows_about(p.id) for p in (scene.sick, scene.contact, scene.bystander)}
     with pytest.raises(ConflictError, match="still being processed"):
         people.erase_person(scene.sick, now)
     assert {p.id: _rows_about(p.id) for p in (scene.sick, scene.contact, scene.bystander)} == before
     assert db.session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "erase_data")) == 0
+
+
+def test_a_companions_warning_still_due_survives_the_erasure_of_the_visitor_who_brought_them(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    """The contact erases their data after matching and before approval. The companion they brought
+    gave their own number: their exposure stays, on the visit now theirs, and approval still warns them."""
+    scene = _scene(app, now, stage="matched")
+    companion_exposure = db.session.scalar(select(Exposure).where(Exposure.person_id == scene.companion.id))
+    assert companion_exposure is not None and companion_exposure.checkin_id == scene.contact_visit.id
+    before = {k: v for k, v in _rows_about(scene.companion.id).items() if k != "companions.person_id"}
+
+    assert people.erase_person(scene.contact, now) is True
+
+    assert _rows_about(scene.contact.id) == {}
+    after = _rows_about(scene.companion.id)
+    assert after == before | {"checkins.person_id": 1}
+    kept = db.session.get(Exposure, companion_exposure.id)
+    assert kept is not None and kept.checkin_id == scene.contact_visit.id and kept.person_id == scene.companion.id
+    official = accounts.create_official(
+        "approve@health.example", "correct horse battery", "Test", OfficialRole.SUPERVISOR
+    )
+    notices.approve_case(scene.case.id, official, now=now, public_base_url="http://checkin.test")
+    assert COMPANION_PHONE in _numbers_in_the_outbox()
+    assert CONTACT_PHONE not in _numbers_in_the_outbox()
+
+
+def test_a_later_case_still_finds_the_companion_on_the_handed_over_visit(app: Flask, db: Any, now: datetime) -> None:
+    scene = _scene(app, now, stage="matched")
+    assert people.erase_person(scene.contact, now) is True
+    # Someone else at the venue at the same time turns out positive later.
+    second = Case(person_id=scene.bystander.id, tested_on=now.date(), created_at=now)
+    db.session.add(second)
+    db.session.flush()
+    match_case(second.id, now=now, rules=rules_from_config(app.config), tz=MSK)
+    exposed = set(db.session.scalars(select(Exposure.person_id).where(Exposure.case_id == second.id)))
+    assert exposed == {scene.sick.id, scene.companion.id}
+
+
+@pytest.mark.parametrize("companion_has_own_open_visit", [False, True])
+def test_an_open_visit_handed_over_stays_open_unless_the_companion_is_checked_in_elsewhere(
+    db: Any, now: datetime, companion_has_own_open_visit: bool
+) -> None:
+    venue, elsewhere = f.venue(), f.venue()
+    owner, companion = f.person(CONTACT_PHONE), f.person(COMPANION_PHONE)
+    shared = f.checkin(owner, venue, now - timedelta(minutes=20), minutes=None, party_size=3)
+    f.db.session.add_all(
+        [Companion(checkin_id=shared.id, person_id=None), Companion(checkin_id=shared.id, person_id=companion.id)]
+    )
+    if companion_has_own_open_visit:
+        f.checkin(companion, elsewhere, now - timedelta(hours=2), minutes=None, planned_minutes=180)
+    f.db.session.flush()
+    shared_id = shared.id
+
+    assert people.erase_person(owner, now) is True
+
+    db.session.expire_all()  # erase_person writes with plain statements; its caller commits
+    visit = db.session.get(Checkin, shared_id)
+    assert visit is not None and visit.person_id == companion.id and visit.party_size == 2
+    # The companion without a number still counts, with the visit.
+    assert [c.person_id for c in db.session.scalars(select(Companion).where(Companion.checkin_id == shared_id))] == [
+        None
+    ]
+    if companion_has_own_open_visit:
+        assert (visit.checked_out_at, visit.checkout_reason) == (now, CheckoutReason.AUTO)
+    else:
+        assert visit.checked_out_at is None
+    open_visits = db.session.scalar(
+        select(func.count())
+        .select_from(Checkin)
+        .where(Checkin.person_id == companion.id, Checkin.checked_out_at.is_(None))
+    )
+    assert open_visits == 1
