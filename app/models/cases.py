@@ -60,6 +60,20 @@ class Case(Base):
 AWAITING_NOTICE = "status = 'approved' AND notice_id IS NULL"
 
 
+# On PostgreSQL these are not row-by-row foreign keys: triggers check them once per statement, and do
+# their ON DELETE actions, with the same guarantee (migration n1_exposure_references), since the matching
+# job stores a thousand exposures per statement. SQLite keeps them as foreign keys.
+EXPOSURE_FOREIGN_KEYS_CHECKED_PER_STATEMENT = frozenset(
+    {
+        "fk_exposures_case_id_cases",
+        "fk_exposures_case_checkin_id_checkins",
+        "fk_exposures_checkin_id_checkins",
+        "fk_exposures_person_id_people",
+        "fk_exposures_venue_id_venues",
+    }
+)
+
+
 class Exposure(Base):
     """One person exposed on one visit by one case. Unique per (case, check-in, person): a visitor's
     companions share the visitor's check-in but are exposed, and notified, as themselves."""
