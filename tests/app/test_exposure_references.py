@@ -8,11 +8,11 @@ key's lock does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -168,45 +168,42 @@ def test_postgresql_checks_the_exposures_references_with_triggers_not_foreign_ke
 # --- concurrent deletes (PostgreSQL; SQLite's single writer cannot interleave them) --------------------
 
 
-def _committed_scene(app: Flask) -> list[dict[str, Any]]:
-    with app.app_context():
+@pytest.fixture
+def committed(live: LiveServer) -> Iterator[tuple[Any, list[dict[str, Any]], int]]:
+    """(engine, exposure rows of a committed scene, the first row's visit id), on PostgreSQL only."""
+    with live.app.app_context():
+        _postgresql_only(_db.engine.dialect.name)
         try:
             rows = Scene(utcnow()).rows()
             _db.session.commit()
-            return rows
         finally:
             _db.session.remove()
+        yield _db.engine, rows, rows[0]["checkin_id"]
 
 
-def test_a_visit_deleted_while_its_exposure_is_being_stored_takes_the_exposure_with_it(live: LiveServer) -> None:
-    rows = _committed_scene(live.app)
-    with live.app.app_context():
-        engine = _db.engine
-        _postgresql_only(engine.dialect.name)
-        outcome = _second_waits_for_first(
-            engine,
-            lambda c: c.execute(insert(Exposure), rows[:1]),
-            lambda c: c.execute(delete(Checkin).where(Checkin.id == rows[0]["checkin_id"])).rowcount,
-            "delete",
-        )
-        assert outcome == 1  # it waited for the exposure to commit, then deleted both
-        with engine.connect() as check:
-            assert check.scalar(select(func.count()).where(Checkin.id == rows[0]["checkin_id"])) == 0
-            assert check.scalar(select(func.count()).where(Exposure.checkin_id == rows[0]["checkin_id"])) == 0
+def test_a_visit_deleted_while_its_exposure_is_being_stored_takes_the_exposure_with_it(committed: Any) -> None:
+    engine, rows, visit_id = committed
+    outcome = _second_waits_for_first(
+        engine,
+        lambda c: c.execute(insert(Exposure), rows[:1]),
+        lambda c: c.execute(delete(Checkin).where(Checkin.id == visit_id)).rowcount,
+        "delete",
+    )
+    assert outcome == 1  # it waited for the exposure to commit, then deleted both
+    with engine.connect() as check:
+        assert check.scalar(select(func.count()).where(Checkin.id == visit_id)) == 0
+        assert check.scalar(select(func.count()).where(Exposure.checkin_id == visit_id)) == 0
 
 
-def test_an_exposure_stored_while_its_visit_is_being_deleted_waits_and_then_fails(live: LiveServer) -> None:
-    rows = _committed_scene(live.app)
-    with live.app.app_context():
-        engine = _db.engine
-        _postgresql_only(engine.dialect.name)
-        outcome = _second_waits_for_first(
-            engine,
-            lambda c: c.execute(delete(Checkin).where(Checkin.id == rows[0]["checkin_id"])),
-            lambda c: c.execute(insert(Exposure), rows),
-            "insert",
-        )
-        assert isinstance(outcome, IntegrityError), outcome
-        assert f"(checkin_id)=({rows[0]['checkin_id']})" in str(outcome)
-        with engine.connect() as check:
-            assert check.scalar(select(func.count()).select_from(Exposure)) == 0
+def test_an_exposure_stored_while_its_visit_is_being_deleted_waits_and_then_fails(committed: Any) -> None:
+    engine, rows, visit_id = committed
+    outcome = _second_waits_for_first(
+        engine,
+        lambda c: c.execute(delete(Checkin).where(Checkin.id == visit_id)),
+        lambda c: c.execute(insert(Exposure), rows),
+        "insert",
+    )
+    assert isinstance(outcome, IntegrityError), outcome
+    assert f"(checkin_id)=({visit_id})" in str(outcome)
+    with engine.connect() as check:
+        assert check.scalar(select(func.count()).select_from(Exposure)) == 0
