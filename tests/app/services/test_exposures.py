@@ -59,6 +59,26 @@ def test_a_co_present_visitor_is_exposed_with_risk_and_a_reason_that_never_names
     assert case.matched_at == now and case.window_starts_at is not None
 
 
+def test_a_venue_name_full_of_quotes_braces_and_backslashes_is_stored_in_the_reason_as_it_is(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    """On PostgreSQL the reasons travel inside text arrays: nothing in a name may break them."""
+    name = 'Bar "{A, B}" \\ NULL \\"end\\'
+    venue = f.venue(name=name)
+    sick, other = f.person(), f.person()
+    start = now - timedelta(days=1)
+    f.checkin(sick, venue, start, minutes=60)
+    f.checkin(other, venue, start + timedelta(minutes=30), minutes=60)
+    case = _case(sick, now)
+
+    assert _match(app, case, now).exposures_inserted == 1
+
+    (exposure,) = db.session.scalars(select(Exposure).where(Exposure.case_id == case.id))
+    assert exposure.reason_en.startswith(f"You were at {name} from 15:30 to 16:30 on 19 Nov;")
+    assert f"«{name}»" in exposure.reason_ru
+    assert exposure.status == "new" and exposure.created_at == now and exposure.case_checkin_id is not None
+
+
 def test_matching_twice_inserts_nothing_new(app: Flask, db: Any, now: datetime) -> None:
     venue = f.venue()
     sick, other = f.person(), f.person()
