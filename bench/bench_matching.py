@@ -9,7 +9,8 @@ executemany, with their secondary indexes built after the load), checks the refe
 with the tail off, then times exposures.find_case_contacts (one case: its visits, then one index
 range scan per case visit, rows streamed into matching.find_contacts), random cases one at a time,
 the same in batches as the job runs them (find_contacts_for_cases), and match_case_batch with its
-writes; reports peak Python memory (tracemalloc).
+writes; reports peak Python memory (tracemalloc) and, for the job, the CPU per stored exposure of this process
+and of PostgreSQL's processes (bench/cpu_split.py: on a quiet machine).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from sqlalchemy import table as db_table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.cpu_split import cpu_seconds  # noqa: E402
+
 BENCH = ROOT.parent / "shared" / "bench"
 
 
@@ -179,6 +182,7 @@ def main() -> None:
         from app.models import Case, Exposure, VenueOutbreak
 
         job_sample = batch_sample[: args.job_cases]
+        cpu0, python0 = cpu_seconds(), time.process_time()
         t0 = time.perf_counter()
         stored = 0
         case_ids: list[int] = []
@@ -194,9 +198,17 @@ def main() -> None:
             if (first // args.batch_size) % 10 == 9:
                 say(f"  ... {first + len(rows)} cases, {stored} exposures, {time.perf_counter() - t0:.1f} s")
         job_seconds = time.perf_counter() - t0
+        python_cpu, cpu1 = time.process_time() - python0, cpu_seconds()
         job_ms = job_seconds / len(job_sample) * 1000
         say(f"{len(job_sample)} cases through match_case_batch (stored, matched, {stored} exposures written with "
             f"reasons, committed per batch): {job_seconds:.2f} s = {job_ms:.2f} ms/case")  # fmt: skip
+        per_row = 1e6 / max(stored, 1)
+        server = (
+            f", PostgreSQL {(cpu1['postgres'] - cpu0['postgres']) * per_row:.0f} us"
+            if url.startswith("postgresql")
+            else ""
+        )
+        say(f"  CPU per stored exposure, finding included: this process {python_cpu * per_row:.0f} us{server}")
         if url.startswith("postgresql"):
             row_bytes = db.session.execute(
                 db.text("SELECT avg(pg_column_size(e.*)) FROM exposures e WHERE e.case_id = ANY(:ids)"),
