@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, select, text, update
+from sqlalchemy import ColumnElement, and_, select, text, update
 from sqlalchemy.orm import aliased
 
 from app.errors import NotFoundError, PermissionDenied, ValidationError
@@ -39,6 +39,8 @@ from app.services import audit, outbox, people
 
 HALT_SWITCH = "notices_halted"
 NOTIFIED_STATUSES = (MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED)
+# A notice's messages that annulling its case cancels: not sent, or not known to be.
+WITHDRAWABLE_STATUSES = (MessageStatus.PENDING, MessageStatus.FAILED, MessageStatus.UNCONFIRMED)
 
 _RISK_WORDS = {"ru": {"high": "высокий", "low": "низкий"}, "en": {"high": "high", "low": "low"}}
 _NOTICE_TEXT = {
@@ -266,25 +268,23 @@ def queue_pending_notices(*, now: datetime, public_base_url: str) -> int:
                 Notice.person_id == person_id, Notice.checkin_id == checkin_id, Notice.kind == NoticeKind.EXPOSURE
             )
         )
-        if notice is None:
+        # A notice retracted because its case was annulled is issued again when another case's exposure
+        # of the same visit is approved: the person was exposed after all (one notice row per visit).
+        reissued = notice is not None and notice.retracted_at is not None
+        if notice is None or reissued:
             best = _strongest(exposures)
             texts = notice_texts(best, public_base_url)
-            notice = Notice(
-                person_id=person_id,
-                checkin_id=checkin_id,
-                kind=NoticeKind.EXPOSURE,
-                risk=best.risk.value,
-                body_ru=texts["ru"],
-                body_en=texts["en"],
-                created_at=now,
-            )
-            db.session.add(notice)
+            if notice is None:
+                notice = Notice(person_id=person_id, checkin_id=checkin_id, kind=NoticeKind.EXPOSURE)
+                db.session.add(notice)
+            notice.risk, notice.body_ru, notice.body_en = best.risk.value, texts["ru"], texts["en"]
+            notice.created_at, notice.read_at, notice.retracted_at = now, None, None
             db.session.flush()
             person = db.session.get(Person, person_id)
             phone = people.phone_of(person) if person is not None else None
             if person is not None and phone is not None:
                 _, created = outbox.enqueue(
-                    dedup_key=f"notice:{notice.id}:sms",
+                    dedup_key=f"notice:{notice.id}:sms" + (f":{now.isoformat()}" if reissued else ""),
                     channel=MessageChannel.SMS,
                     kind=MessageKind.NOTICE,
                     recipient=phone,
@@ -324,10 +324,18 @@ def withdraw_case(case: Case, *, now: datetime, public_base_url: str) -> Withdra
     db.session.flush()
     other = aliased(Exposure)
     cancelled = retractions = 0
-    notice_ids = sorted({e.notice_id for e in exposures if e.notice_id is not None})
+    # The notices of the visits this case exposed, whichever case's approval issued them: a notice issued
+    # for another case, since annulled, stayed because this case still exposed the person.
+    notice_ids = db.session.scalars(
+        select(Notice.id)
+        .join(Exposure, and_(Exposure.person_id == Notice.person_id, Exposure.checkin_id == Notice.checkin_id))
+        .where(Exposure.case_id == case.id, Notice.kind == NoticeKind.EXPOSURE, Notice.retracted_at.is_(None))
+        .distinct()
+        .order_by(Notice.id)
+    ).all()
     for notice_id in notice_ids:
         notice = db.session.get(Notice, notice_id)
-        if notice is None or notice.retracted_at is not None:
+        if notice is None:
             continue
         still_exposed = db.session.scalar(
             select(other.id)
@@ -343,9 +351,11 @@ def withdraw_case(case: Case, *, now: datetime, public_base_url: str) -> Withdra
         if still_exposed is not None:
             continue
         messages = list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.notice_id == notice.id)))
-        was_sent = any(m.status in NOTIFIED_STATUSES for m in messages)
+        # Unconfirmed: the gateway may have taken it, so the person may have it.
+        was_sent = any(m.status in (*NOTIFIED_STATUSES, MessageStatus.UNCONFIRMED) for m in messages)
         for message in messages:
-            if message.status == MessageStatus.PENDING:
+            # Failed and unconfirmed ones too: an operator's retry must not send a withdrawn notice.
+            if message.status in WITHDRAWABLE_STATUSES:
                 message.status = MessageStatus.CANCELLED
                 message.last_error = "withdrawn: the case was annulled"
                 cancelled += 1
@@ -366,25 +376,22 @@ def _retract(notice: Notice, *, send_sms: bool, now: datetime, public_base_url: 
             Notice.kind == NoticeKind.RETRACTION,
         )
     )
+    # A visit's notice can be retracted again after it was issued again (queue_pending_notices): the one
+    # retraction row is brought up to date, and its new SMS gets a key of its own.
+    repeated = retraction is not None
     if retraction is None:
-        retraction = Notice(
-            person_id=notice.person_id,
-            checkin_id=notice.checkin_id,
-            kind=NoticeKind.RETRACTION,
-            risk=notice.risk,
-            body_ru=texts["ru"],
-            body_en=texts["en"],
-            created_at=now,
-        )
+        retraction = Notice(person_id=notice.person_id, checkin_id=notice.checkin_id, kind=NoticeKind.RETRACTION)
         db.session.add(retraction)
-        db.session.flush()
+    retraction.risk, retraction.body_ru, retraction.body_en = notice.risk, texts["ru"], texts["en"]
+    retraction.created_at, retraction.read_at = now, None
+    db.session.flush()
     if not send_sms:
         return 1
     person = db.session.get(Person, notice.person_id)
     phone = people.phone_of(person) if person is not None else None
     if person is not None and phone is not None:
         outbox.enqueue(
-            dedup_key=f"retraction:{notice.id}:sms",
+            dedup_key=f"retraction:{notice.id}:sms" + (f":{now.isoformat()}" if repeated else ""),
             channel=MessageChannel.SMS,
             kind=MessageKind.RETRACTION,
             recipient=phone,
