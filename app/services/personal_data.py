@@ -160,11 +160,21 @@ def keyring() -> Keyring:
     return current_app.extensions["keyring"]
 
 
+# At least this many characters of a masked number are hidden, whatever its length.
+MASK_HIDDEN_AT_LEAST = 3
+
+
 def mask_phone(phone: str) -> str:
-    """+79161234567 -> +7916***4567: enough to recognise, not enough to dial."""
+    """+79161234567 -> +7916***4567: enough to recognise, not enough to dial.
+
+    Short numbers (some countries' mobiles have 5 to 7 digits after the country code) show fewer
+    characters at each end, so that at least MASK_HIDDEN_AT_LEAST are always hidden; up to 7
+    characters, none is shown."""
     if len(phone) <= 7:
         return "*" * len(phone)
-    return phone[:5] + "*" * (len(phone) - 9) + phone[-4:]
+    tail = 4 if len(phone) >= 12 else 2
+    head = min(5, len(phone) - tail - MASK_HIDDEN_AT_LEAST)
+    return phone[:head] + "*" * (len(phone) - head - tail) + phone[-tail:]
 
 
 def secret_hash(token: str) -> bytes:

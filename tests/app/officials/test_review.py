@@ -174,6 +174,25 @@ def test_revealing_a_number_needs_the_permission_and_a_reason_and_is_audited(
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("phone", ["+68271234", "+29051234", "+376312345"])
+def test_a_short_valid_number_is_masked_too_for_an_official_who_may_not_reveal(
+    client: FlaskClient, db: Any, now: datetime, phone: str
+) -> None:
+    # Valid mobiles of the Cook Islands, Saint Helena and Andorra: 8 to 10 characters. The mask kept
+    # 5 leading and 4 trailing characters whatever the length, so it showed these in full or hid one digit.
+    from app.services import people
+
+    assert people.normalise_phone(phone) == phone
+    case = Case(person_id=f.person(phone).id, tested_on=now.date(), created_at=now)
+    db.session.add(case)
+    db.session.flush()
+    sign_in(client, make_official(now, role=OfficialRole.OFFICIAL, can_reveal=False))
+    page = client.get(f"/official/cases/{case.id}")
+    assert page.status_code == 200 and phone not in page.text
+    shown = page.text.split('<span class="masked">', 1)[1].split("</span>", 1)[0]
+    assert shown.count("*") >= 3 and shown[:3] == phone[:3] and shown[-2:] == phone[-2:]
+
+
 def test_dashboard_draws_svg_and_its_csv_escapes_formulas(
     app: Flask, client: FlaskClient, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,3 +62,13 @@ def test_bad_key_configuration_is_refused() -> None:
 
 def test_mask_phone_hides_the_middle() -> None:
     assert mask_phone("+79161234567") == "+7916***4567"
+
+
+@pytest.mark.parametrize("length", range(2, 17))
+def test_mask_phone_hides_at_least_three_characters_of_any_number(length: int) -> None:
+    # E.164 allows up to 15 digits; some valid mobiles have only 5 to 7 after the country code.
+    phone = "+" + "123456789012345"[: length - 1]
+    masked = mask_phone(phone)
+    assert len(masked) == len(phone)
+    assert masked.count("*") >= min(3, length)
+    assert all(m in ("*", p) for m, p in zip(masked, phone, strict=True))
