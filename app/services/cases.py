@@ -17,6 +17,8 @@ from app.services import audit, matching, notices, people
 
 # A test result older than this cannot have visits left to match (retention) and is most likely a typo.
 MAX_TEST_AGE_DAYS = 60
+# An isolation date further after the test than this is a typo (9999-12-31 would not even fit a window).
+MAX_ISOLATION_DAYS = 60
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ def validate_dates(
     if symptom_onset is not None and symptom_onset < tested_on - timedelta(days=30):
         raise ValidationError(
             "Symptoms began more than 30 days before the test; check the dates.", field="symptom_onset"
+        )
+    if isolated_on is not None and isolated_on > tested_on + timedelta(days=MAX_ISOLATION_DAYS):
+        raise ValidationError(
+            f"The isolation date is more than {MAX_ISOLATION_DAYS} days after the test; check the dates.",
+            field="isolated_on",
         )
     try:
         matching.infectious_window(

@@ -59,11 +59,18 @@ def clean_name(value: str, what: str, field: str = "name", limit: int = 200) -> 
     return value
 
 
+# The longest IANA zone name is 32 characters (America/Argentina/ComodRivadavia).
+MAX_TIMEZONE_LENGTH = 64
+
+
 def validate_venue_fields(name: str, timezone: str, default_stay_minutes: int, capacity: int | None) -> None:
     clean_name(name, "venue")
     try:
+        if len(timezone) > MAX_TIMEZONE_LENGTH:
+            raise ValueError(timezone)
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a name that is a directory of the zone database ("Europe") or too long for a file name.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValidationError(
             f"Unknown time zone {timezone!r}; use a name like Europe/Moscow.", field="timezone"
         ) from None

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 import pypdf
+import pytest
 from flask.testing import FlaskClient
 
 from app.models import Operator, Venue
@@ -54,6 +55,18 @@ def test_writes_must_be_json(client: FlaskClient, operator: Operator, db: Any) -
     assert db.session.query(Venue).count() == 0
     assert client.post("/api/v1/operator/venues", json=["not", "an", "object"]).status_code == 400
     assert client.post("/api/v1/operator/venues", json={"name": "x", "capacity": "ten"}).status_code == 400
+
+
+@pytest.mark.parametrize("timezone", ["Europe", "Europe/", "x" * 300, "../../etc/passwd", "Europe/Moscow\x00"])
+def test_a_time_zone_that_is_no_zone_is_refused_with_a_message(
+    client: FlaskClient, operator: Operator, db: Any, timezone: str
+) -> None:
+    # "Europe" is a directory of the zone database, 300 characters too long a file name: both used to be 500s.
+    client.post("/api/v1/operator/session", json={"email": "owner@romashka.example", "password": PASSWORD})
+    response = client.post("/api/v1/operator/venues", json={"name": "Cafe", "timezone": timezone})
+    assert response.status_code == 400
+    assert "Unknown time zone" in response.json["error"]
+    assert client.get("/api/v1/operator/venues").json["venues"] == []
 
 
 def test_api_login_is_rate_limited(client: FlaskClient, operator: Operator) -> None:

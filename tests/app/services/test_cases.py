@@ -42,6 +42,12 @@ def test_the_default_zone_is_the_deployments(app: Any, db: Any, monkeypatch: pyt
         ({"tested_on": date(2026, 11, 20), "symptom_onset": date(2026, 11, 22)}, "symptom_onset", "in the future"),
         ({"tested_on": date(2026, 11, 20), "symptom_onset": date(2026, 10, 1)}, "symptom_onset", "more than 30 days"),
         ({"tested_on": date(2026, 11, 20), "isolated_on": date(2026, 11, 10)}, "isolated_on", "before the infectious"),
+        ({"tested_on": date(2026, 11, 20), "isolated_on": date(2027, 1, 20)}, "isolated_on", "more than 60 days after"),
+        (
+            {"tested_on": date(2026, 11, 20), "isolated_on": date(9999, 12, 31)},
+            "isolated_on",
+            "more than 60 days after",
+        ),
     ],
 )
 def test_impossible_dates_are_refused_with_the_field_and_nothing_is_written(
@@ -52,6 +58,28 @@ def test_impossible_dates_are_refused_with_the_field_and_nothing_is_written(
         cases.record_case(phone="+79165550101", now=LATE_EVENING_UTC, lead_days=2, tz=MOSCOW, **dates)
     assert refused.value.field == field
     assert (_count(db, Person), _count(db, Case)) == (people_before, cases_before)
+
+
+def test_the_latest_accepted_isolation_date_is_sixty_days_after_the_test(db: Any) -> None:
+    latest = date(2026, 11, 20) + timedelta(days=cases.MAX_ISOLATION_DAYS)
+    recorded = cases.record_case(
+        phone="+79165550101", tested_on=date(2026, 11, 20), isolated_on=latest, now=LATE_EVENING_UTC, lead_days=2
+    )
+    assert recorded.case.isolated_on == latest
+
+
+def test_an_absurd_isolation_date_in_a_lab_file_is_a_row_error_and_the_other_rows_stand(db: Any) -> None:
+    from app.services import case_imports
+
+    text = (
+        "lab_reference,phone,tested_on,symptom_onset,isolated_on\n"
+        "R-1,+79165550201,2026-11-19,,\n"
+        "R-2,+79165550202,2026-11-19,,9999-12-31\n"
+        "R-3,+79165550203,2026-11-19,,\n"
+    )
+    result = case_imports.import_cases(text, now=LATE_EVENING_UTC, lead_days=2, issuer="")
+    assert result.created == 2 and [line for line, _message in result.errors] == [3]
+    assert "more than 60 days after" in result.errors[0][1]
 
 
 def test_the_oldest_accepted_test_date_is_sixty_local_days_back(db: Any) -> None:
