@@ -18,15 +18,21 @@ MATCH_BATCH = 100
 def match_cases(app: Flask) -> dict[str, Any]:
     """Match every case not matched yet, MATCH_BATCH cases per transaction: the batch's visits are
     read together, so a lab import of thousands of cases costs far less than one query set per case.
+    First, cases that visits recorded since their matching may concern are marked to be matched again
+    (app/services/exposures/rematching.py).
 
     A batch that fails (say, one case with corrupt data) is rolled back whole and its cases are
     matched again one transaction each, so the bad case is logged and skipped for this run and
     cannot block the cases behind it; it stays unmatched and is retried on the next run.
     """
     from app.services.exposures import match_case, match_case_batch, pending_case_ids, rules_from_config
+    from app.services.exposures.rematching import cases_to_match_again, mark_for_matching_again
 
     rules = rules_from_config(app.config)
     tz = ZoneInfo(app.config["DEFAULT_TIMEZONE"])
+    with unit_of_work():
+        again = cases_to_match_again(utcnow(), rules)
+        mark_for_matching_again(again)
     failed: list[int] = []
     matched = exposures = 0
     while True:
@@ -53,7 +59,7 @@ def match_cases(app: Flask) -> dict[str, Any]:
                 continue
             matched += 1
             exposures += result.exposures_inserted
-    return {"cases": matched, "exposures": exposures, "failed": len(failed)}
+    return {"cases": matched, "exposures": exposures, "failed": len(failed), "matched_again": len(again)}
 
 
 def auto_approve(app: Flask) -> dict[str, Any]:

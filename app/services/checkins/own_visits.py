@@ -69,6 +69,10 @@ def correct_times(
     visit.checkout_reason = CheckoutReason.CORRECTED
     visit.corrected_at = now
     db.session.flush()
+    # New times may meet a case matched before the correction.
+    from app.services.exposures.rematching import reopen_after_late_visits
+
+    reopen_after_late_visits(visit.venue_id, [(checked_in_at, checked_out_at)], now)
     return visit
 
 

@@ -214,6 +214,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
     outcomes: dict[int, tuple[str, str | None]] = {}
     changed: list[dict[str, Any]] = []
     new: list[tuple[Any, ...]] = []
+    planned_new: list[PlannedVisit] = []
     where = (ctx.venue.id, ctx.entrance.id, ctx.kiosk.id)
     for person_id, person_items in by_person.items():
         plan = plan_visits(known[person_id], person_items, ctx.venue.id, stay, now)
@@ -221,6 +222,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
         for visit in plan.visits:
             if visit.item is not None:
                 new.append(_new_row(where, visit, now))
+                planned_new.append(visit)
             elif visit.is_changed:
                 changed.append(
                     {
@@ -252,6 +254,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
             raise _StaleVisits
     if new:
         _insert_visits(new)
+        _reopen_cases(ctx, [(v.checked_in_at, v.ends_at) for v in planned_new], now)
     # No "last seen" write: it only keeps a person from the retention purge, and the visit written here
     # already does (a person with any visit is never purged, and the visit lives as long as its date
     # would have kept "last seen" alive). Skipping it saves an indexed row update per item.
@@ -335,6 +338,7 @@ def record_each_with_check_in(
 
     people = {p.id: p for p in db.session.scalars(select(Person).where(Person.id.in_({i.person_id for i in items})))}
     outcomes: dict[int, tuple[str, str | None]] = {}
+    spans: list[tuple[datetime, datetime]] = []
     for item in sorted(items, key=lambda i: i.observed_at):
         try:
             result = check_in(
@@ -352,4 +356,15 @@ def record_each_with_check_in(
             outcomes[item.index] = ("retry", "The server was busy with this visitor; send again.")
         else:
             outcomes[item.index] = ("accepted", _CREATED if result.status == "created" else _CONTINUED)
+            if result.status == "created":
+                visit = result.checkin
+                spans.append((visit.checked_in_at, visit.checked_out_at or visit.planned_checkout_at))
+    _reopen_cases(ctx, spans, now)
     return outcomes
+
+
+def _reopen_cases(ctx: KioskContext, spans: list[tuple[datetime, datetime]], now: datetime) -> None:
+    """Visits recorded late (a kiosk that was offline) may have been missed by cases matched meanwhile."""
+    from app.services.exposures.rematching import reopen_after_late_visits
+
+    reopen_after_late_visits(ctx.venue.id, spans, now)
