@@ -128,7 +128,7 @@ def _execute(connection: Connection, statement: Any, params: Mapping[str, Any]) 
 
 # The read: the device's owner, the poster and the owner's open visit (locked), side by side in one row;
 # each part is all NULL when it finds nothing.
-_OWNER, _TARGET, _OPEN = slice(0, 5), slice(5, 15), slice(15, 23)
+_OWNER, _TARGET, _OPEN = slice(0, 6), slice(6, 16), slice(16, 24)
 _NO_POSTER = {"entrance_id": None, "version": None, "key_id": None}
 
 

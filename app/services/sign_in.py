@@ -165,7 +165,14 @@ class DeviceOwner:
 _devices = RememberedDevice.__table__
 _people = Person.__table__
 OWNER_QUERY = (
-    select(_devices.c.id, _devices.c.revoked_at, _devices.c.last_used_at, _people.c.id, _people.c.last_seen_at)
+    select(
+        _devices.c.id,
+        _devices.c.revoked_at,
+        _devices.c.last_used_at,
+        _people.c.id,
+        _people.c.last_seen_at,
+        _devices.c.created_at,
+    )
     .join(_people, _people.c.id == _devices.c.person_id)
     .where(_devices.c.token_hash == bindparam("token_hash"))
 )
@@ -197,9 +204,12 @@ def owner_from_row(found: Sequence[Any] | None, now: datetime) -> tuple[DeviceOw
     used" is due to be written (USED_UPDATE); DeviceRevoked for a signed-out device."""
     if found is None:
         return None
-    device_id, revoked_at, last_used_at, person_id, last_seen_at = found
+    device_id, revoked_at, last_used_at, person_id, last_seen_at, created_at = found
     if revoked_at is not None:
         raise DeviceRevoked("This phone was signed out. Please confirm your number again.")
+    # Remembered for DEVICE_COOKIE_DAYS after the confirmed code, as the cookie and the API promise.
+    if created_at < now - timedelta(days=setting("DEVICE_COOKIE_DAYS")):
+        raise DeviceRevoked("This phone is no longer remembered. Please confirm your number again.")
     stale = last_used_at is None or last_used_at < now - LAST_USED_GRANULARITY
     return DeviceOwner(person_id, last_seen_at), device_id if stale else None
 

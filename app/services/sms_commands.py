@@ -29,6 +29,12 @@ CHECKOUT_WORDS = frozenset({"OUT", "EXIT", "ВЫХОД", "ВЫЙТИ", "ВЫШЕ
 HELP_WORDS = frozenset({"HELP", "?", "ПОМОЩЬ", "СПРАВКА"})
 MAX_TEXT_CHARS = 160
 _SEPARATORS = re.compile(r"[\s\-–—.,/]+")
+# Cyrillic letters that look like Latin ones, to their twins: "ОUТ" typed with Cyrillic О and Т is OUT,
+# "BЫXOД" typed with Latin B, X and O is ВЫХОД.
+_LOOKALIKES = str.maketrans("АВЕКМНОРСТУХ", "ABEKMHOPCTYX")
+_CHECKOUT_SHAPES = frozenset(word.translate(_LOOKALIKES) for word in CHECKOUT_WORDS)
+# Punctuation a word may carry around it ("Выход!", "OUT."); "?" alone is a help word, so it is kept.
+_WORD_PUNCTUATION = " .,!;:…\"'«»()"
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Command:
 def parse(text: str) -> Command:
     """Read a message: '123456789', '123 456-789 3', 'ВЫХОД'... Never raises."""
     cleaned = (text or "")[:MAX_TEXT_CHARS].strip().upper().replace("Ё", "Е")
-    if cleaned in CHECKOUT_WORDS:
+    if cleaned.strip(_WORD_PUNCTUATION).translate(_LOOKALIKES) in _CHECKOUT_SHAPES:
         return Command("checkout")
     if not cleaned or cleaned in HELP_WORDS:
         return Command("help")

@@ -121,6 +121,8 @@ def check_in(
         raise VenueClosed("This venue no longer takes check-ins.")
     if entrance is not None and entrance.venue_id != venue.id:
         raise ValidationError("This entrance belongs to another venue.", field="entrance")
+    if entrance is not None and entrance.archived_at is not None and entrance.archived_at <= now:
+        raise VenueClosed("This entrance no longer takes check-ins.")
     if client_id is not None and (not client_id or len(client_id) > 64):
         raise ValidationError("The client id must have 1 to 64 characters.", field="client_id")
     party_size, phones = validate_party(party_size, companion_phones)
@@ -160,6 +162,13 @@ def _check_in_once(
             current.planned_checkout_at = continued_until(current.planned_checkout_at, now, stay)
             current.party_size = max(current.party_size, party_size)
             _add_companions(current, phones, current.party_size, now)
+            # A companion number not given before joins the party: the party grows to hold everyone.
+            if len(current.companions) + 1 > MAX_PARTY_SIZE:
+                raise ValidationError(
+                    f"A party has at most {MAX_PARTY_SIZE} people, companions with numbers included.",
+                    field="companion_phones",
+                )
+            current.party_size = max(current.party_size, len(current.companions) + 1)
             db.session.flush()
             return CheckinResult(current, "continued", None)
         if current is not None:

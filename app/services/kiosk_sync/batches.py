@@ -91,8 +91,13 @@ def ingest_checkins(
     items: list[_Item] = []
     seen: set[str] = set()
     earliest = max(now - timedelta(days=retention_days), ctx.kiosk.enrolled_at - FUTURE_TOLERANCE)
+    # An archived venue or entrance takes no check-ins from then on; reads from before still count.
+    closings = [at for at in (ctx.venue.archived_at, ctx.entrance.archived_at) if at is not None]
+    closed_at = min(closings) if closings else None
     for index, raw in enumerate(raw_items):
         item_or_reason = _parse_item(index, raw, now, earliest)
+        if closed_at is not None and not isinstance(item_or_reason, str) and item_or_reason.observed_at >= closed_at:
+            item_or_reason = "This entrance was closed before this check-in; it no longer takes check-ins."
         if isinstance(item_or_reason, str):
             client_id = _client_id(raw.get("client_id")) if isinstance(raw, dict) else None
             results[index] = ItemResult(index, client_id, "rejected", item_or_reason)

@@ -40,8 +40,10 @@ def visit(checkin_id: int) -> str:
 def visit_checkout(checkin_id: int) -> BaseResponse:
     now = utcnow()
     person = _signed_in(now)
-    checkins.own_visit(person, checkin_id)
-    checkins.check_out(person, now)
+    visit = checkins.own_visit(person, checkin_id)
+    # Only this visit: from a page left open since, the button must not end a newer visit elsewhere.
+    if visit.checked_out_at is None:
+        checkins.check_out(person, now)
     return redirect(url_for("visitors.visit", checkin_id=checkin_id), code=303)
 
 

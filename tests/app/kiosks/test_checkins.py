@@ -188,6 +188,25 @@ def test_a_batch_over_500_items_or_without_a_list_is_refused_whole(
     assert [r["status"] for r in _send(client, kiosk, too_many[:500])] == ["accepted"] + ["accepted"] * 499
 
 
+def test_reads_after_the_venue_or_entrance_was_archived_are_rejected_and_earlier_ones_recorded(
+    client: FlaskClient, db: Any, kiosk: EnrolledKiosk, api_now: datetime
+) -> None:
+    early, late = factories.person(), factories.person()
+    closed = api_now - timedelta(minutes=30)
+    items = [scanner_item(early, closed - timedelta(minutes=1)), scanner_item(late, closed + timedelta(minutes=29))]
+    for place in (kiosk.venue, kiosk.entrance):
+        kiosk.venue.archived_at = kiosk.entrance.archived_at = None
+        place.archived_at = closed
+        db.session.commit()
+        results = _send(client, kiosk, items)
+        assert results[0]["status"] in ("accepted", "duplicate")
+        assert (results[1]["status"], results[1]["reason"]) == (
+            "rejected",
+            "This entrance was closed before this check-in; it no longer takes check-ins.",
+        )
+    assert [v.person_id for v in _visits(db)] == [early.id]
+
+
 def test_without_a_valid_credential_the_kiosk_gets_401(
     client: FlaskClient, db: Any, kiosk: EnrolledKiosk, api_now: datetime
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app.models import Checkin, CheckinSource, LoginCode, utcnow
+from app.models import Checkin, CheckinSource, Entrance, LoginCode, utcnow
 from venue_kiosk import codes
 
 from .conftest import Poster, last_code_sent_to
@@ -120,6 +120,21 @@ def test_openapi_documents_the_visitor_paths(client: FlaskClient) -> None:
     ):
         assert path in spec["paths"]
     assert "415" in spec["paths"]["/api/v1/checkins"]["post"]["responses"]
+
+
+def test_a_kiosk_screen_code_at_a_closed_entrance_is_refused_like_its_poster(
+    client: FlaskClient, db: Any, poster: Poster
+) -> None:
+    kiosk, secret = kiosk_for(db, poster)
+    entrance = db.session.get(Entrance, kiosk.entrance_id)
+    entrance.archived_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    answer = client.post(
+        "/api/v1/checkins", json={"kiosk_code": codes.kiosk_code(secret, kiosk.id, utcnow())}, headers=auth
+    )
+    assert answer.status_code == 410 and "no longer takes check-ins" in answer.json["error"]
+    assert db.session.scalar(select(func.count()).select_from(Checkin)) == 0
 
 
 def test_a_kiosk_screen_code_checks_in_at_the_kiosks_entrance(client: FlaskClient, db: Any, poster: Poster) -> None:

@@ -168,6 +168,23 @@ def test_the_device_path_checks_the_device_before_the_poster(db: Any, now: datet
     assert visits(person) == []
 
 
+def test_a_device_remembered_longer_ago_than_the_remember_period_checks_nobody_in(
+    app: Any, db: Any, now: datetime
+) -> None:
+    days = int(app.config["DEVICE_COOKIE_DAYS"])
+    venue, person = factories.venue(), factories.person()
+    expired = sign_in.remember_device(person, now - timedelta(days=days, minutes=1))
+    current = sign_in.remember_device(person, now - timedelta(days=days, minutes=-1))
+    poster = posters.issue_poster(venue.entrances[0], now - timedelta(minutes=1))[1]
+    with pytest.raises(sign_in.DeviceRevoked, match="no longer remembered"):
+        device_checkin.check_in(expired, poster, POSTER, now)
+    with pytest.raises(sign_in.DeviceRevoked, match="no longer remembered"):
+        sign_in.person_for_device(expired, now)
+    assert visits(person) == []
+    assert device_checkin.check_in(current, poster, POSTER, now) is not None
+    assert len(visits(person)) == 1
+
+
 def test_last_seen_is_written_only_when_it_is_stale(db: Any, now: datetime) -> None:
     venue = factories.venue()
     person = factories.person()

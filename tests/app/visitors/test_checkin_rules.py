@@ -109,6 +109,15 @@ def test_repeat_scan_with_a_bigger_party_adds_companions_but_never_shrinks(db: A
     assert db.session.scalar(select(func.count()).select_from(Companion).where(Companion.checkin_id == visit.id)) == 2
 
 
+def test_a_repeat_scan_naming_another_companion_grows_the_party_to_hold_everyone(db: Any, now: datetime) -> None:
+    venue, person = factories.venue(), factories.person()
+    visit = checkins.check_in(person, venue, None, POSTER, now, party_size=2, companion_phones=["+79161110001"]).checkin
+    later = now + timedelta(minutes=5)
+    checkins.check_in(person, venue, None, POSTER, later, party_size=2, companion_phones=["+79161110002"])
+    assert (visit.party_size, len(visit.companions)) == (3, 2)
+    assert all(c.person_id is not None for c in visit.companions)
+
+
 @pytest.mark.parametrize(
     ("party_size", "phones"),
     [(0, ()), (51, ()), (2, ("+79165550003", "+79165550004")), (2, ("12",))],

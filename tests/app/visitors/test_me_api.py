@@ -204,3 +204,18 @@ def test_odd_paths_get_a_clear_answer(client: FlaskClient, db: Any, method: str,
     token = device_token(client, db)
     answer = client.open(path, method=method, json={}, headers=_auth(token))
     assert answer.status_code in (404, 405), answer.status_code
+
+
+def test_a_device_token_older_than_the_remember_period_is_refused_with_a_message(
+    client: FlaskClient, db: Any, app: Any
+) -> None:
+    from app.services import sign_in
+
+    days = int(app.config["DEVICE_COOKIE_DAYS"])
+    from app.services import people
+
+    person, _ = people.get_or_create_by_phone(OTHER_PHONE, utcnow())
+    token = sign_in.remember_device(person, utcnow() - timedelta(days=days + 30))
+    db.session.commit()
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401 and "no longer remembered" in response.text

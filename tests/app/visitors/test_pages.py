@@ -86,6 +86,26 @@ def test_check_out_button_ends_the_visit(client: FlaskClient, db: Any, poster: P
     assert db.session.scalar(select(Checkin)).checked_out_at is not None
 
 
+def test_check_out_from_a_stale_page_of_an_ended_visit_leaves_the_newer_visit_open(
+    client: FlaskClient, db: Any, poster: Poster, now: datetime
+) -> None:
+    from app.models import CheckinSource, utcnow
+    from app.services import checkins
+    from tests import factories
+
+    done = sign_in_and_check_in(client, db, poster)
+    stale = client.get(done.headers["Location"])  # visit A's page, with its check-out button
+    first = db.session.scalar(select(Checkin))
+    # Meanwhile the visitor checks in elsewhere (by SMS, say): A ends, B is open.
+    person = db.session.get(Person, first.person_id)
+    newer = checkins.check_in(person, factories.venue(name="Театр"), None, CheckinSource.SMS, utcnow()).checkin
+    db.session.commit()
+    out = client.post(done.headers["Location"].split("?")[0] + "/checkout", data={"csrf_token": csrf_token(stale.text)})
+    assert out.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Checkin, newer.id).checked_out_at is None
+
+
 def test_wrong_code_is_counted_even_though_the_answer_is_a_refusal(
     client: FlaskClient, db: Any, poster: Poster
 ) -> None:

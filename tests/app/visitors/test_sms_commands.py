@@ -33,6 +33,13 @@ def replies(db: Any) -> list[OutboxMessage]:
         ("123456789 99", sms_commands.Command("bad_party", "123456789", 1)),
         ("out", sms_commands.Command("checkout")),
         ("Выход", sms_commands.Command("checkout")),
+        ("OUT.", sms_commands.Command("checkout")),
+        ("Выход!", sms_commands.Command("checkout")),
+        (" «выход» ", sms_commands.Command("checkout")),
+        ("\u041eU\u0422", sms_commands.Command("checkout")),  # OUT with a Cyrillic О and Т
+        ("BЫXOД", sms_commands.Command("checkout")),  # ВЫХОД with a Latin B, X and O
+        ("?", sms_commands.Command("help")),
+        ("OUTSIDE", sms_commands.Command("malformed")),
         ("", sms_commands.Command("help")),
         ("hello", sms_commands.Command("malformed")),
         ("1234567890", sms_commands.Command("malformed", "1234567890")),
