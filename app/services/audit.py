@@ -43,18 +43,22 @@ def record(
     return entry
 
 
+# Entries a person always sees in full, however many others there are: each reveal of their number.
+ALWAYS_SHOWN = ("phone.reveal",)
+
+
 def entries_about(person_id: int, limit: int = 100) -> list[AuditEntry]:
-    """What was done with a person's data, newest first: shown to that person on their own page."""
+    """What was done with a person's data, newest first: shown to that person on their own page. The
+    newest `limit` entries, and every reveal of their number besides (officials viewing a case page
+    write an entry each time, and a hundred views must not hide a reveal)."""
     from sqlalchemy import select
 
-    return list(
-        db.session.scalars(
-            select(AuditEntry)
-            .where(AuditEntry.subject_person_id == person_id)
-            .order_by(AuditEntry.at.desc())
-            .limit(limit)
-        )
-    )
+    about = select(AuditEntry).where(AuditEntry.subject_person_id == person_id)
+    newest = list(db.session.scalars(about.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)))
+    reveals = db.session.scalars(about.where(AuditEntry.action.in_(ALWAYS_SHOWN)))
+    shown = {entry.id for entry in newest}
+    entries = newest + [entry for entry in reveals if entry.id not in shown]
+    return sorted(entries, key=lambda entry: (entry.at, entry.id), reverse=True)
 
 
 @event.listens_for(Session, "before_flush")

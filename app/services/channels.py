@@ -75,7 +75,10 @@ def from_send_result(result: SendResult) -> AttemptResult:
 
 
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]{8,}")
-_PHONE_LIKE = re.compile(r"(?<![\w+])\+?\d{7,15}(?!\d)")
+# A number as gateways echo it: +79161234567, 79161234567, URL-encoded (%2B79161234567, to=79161234567),
+# or grouped (+7 916 123-45-67, (916) 123 45 67): 7 to 15 digits, single separators between groups.
+_PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?(?<!\d)\d{1,15}(?:[ .-]\(?\d{1,4}\)?){0,7}(?!\d)")
+_NOT_DIGIT = re.compile(r"\D")
 _EMAIL_LIKE = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 
@@ -83,7 +86,14 @@ def scrub_personal(text: str) -> str:
     """Mask phone numbers and e-mail addresses that a gateway or SMTP server echoed in an error,
     before the text is stored or logged."""
     text = _EMAIL_LIKE.sub(lambda m: mask_recipient(m.group(0)), text)
-    return _PHONE_LIKE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _PHONE_LIKE.sub(_mask_phone_like, text)
+
+
+def _mask_phone_like(match: re.Match[str]) -> str:
+    digits = _NOT_DIGIT.sub("", match.group(0).replace("%2B", "").replace("%2b", ""))
+    if not 7 <= len(digits) <= 15:
+        return match.group(0)
+    return mask_phone(("+" if match.group(0)[:1] in "+%" else "") + digits)
 
 
 def mask_recipient(recipient: str) -> str:

@@ -320,7 +320,7 @@ def test_numbers_echoed_in_gateway_errors_are_stored_masked(db: Any, now: dateti
     message = queue(now, key="echo", recipient="+79161234567")
     dispatch_once(now, SETTINGS, scripted)
     error = reload(db, message).last_error or ""
-    assert "79161234567" not in error and error.count("*4567") == 2 and error.startswith("503 queue full")
+    assert "79161234567" not in error and error.count("***") == 2 and error.startswith("503 queue full")
 
 
 def test_an_unreadable_recipient_fails_that_message_without_blocking_the_queue(
@@ -344,3 +344,19 @@ def test_sms_are_started_only_while_the_claim_leaves_time_to_record(db: Any, now
     assert isinstance(transport, ScriptedTransport) and transport.start_within is not None
     assert 0 < transport.start_within <= SETTINGS.claim_seconds - CLAIM_MARGIN_SECONDS
     assert transport.start_within > SETTINGS.claim_seconds - CLAIM_MARGIN_SECONDS - 5
+
+
+@pytest.mark.parametrize(
+    ("echoed", "stored"),
+    [
+        ("rejected: to=+79161234567", "rejected: to=+7916***4567"),
+        ("GET /cgi-bin/sendsms?to=%2B79161234567&text=x failed", "GET /cgi-bin/sendsms?to=+7916***4567&text=x failed"),
+        ("bad number +7 916 123-45-67", "bad number +7916***4567"),
+        ("dest 8 (916) 123 45 67 barred", "dest 89161****67 barred"),
+        ("error 0x45, code 400, retry in 30 s", "error 0x45, code 400, retry in 30 s"),
+    ],
+)
+def test_numbers_a_gateway_echoes_in_an_error_are_masked_however_written(echoed: str, stored: str) -> None:
+    from app.services.channels import scrub_personal
+
+    assert scrub_personal(echoed) == stored
