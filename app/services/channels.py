@@ -77,7 +77,8 @@ def from_send_result(result: SendResult) -> AttemptResult:
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]{8,}")
 # A number as gateways echo it: +79161234567, 79161234567, URL-encoded (%2B79161234567, to=79161234567),
 # or grouped (+7 916 123-45-67, (916) 123 45 67): 7 to 15 digits, single separators between groups.
-_PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?(?<!\d)\d{1,15}(?:[ .-]\(?\d{1,4}\)?){0,7}(?!\d)")
+# Not inside a word (0x0000000b, msgid42424242 are codes, not numbers).
+_PHONE_LIKE = re.compile(r"(?:%2[Bb]|(?<![\w+])\+?)\d{1,15}(?:[ .-]\(?\d{1,4}\)?){0,7}(?!\d)")
 _NOT_DIGIT = re.compile(r"\D")
 _EMAIL_LIKE = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 

@@ -354,6 +354,7 @@ def test_sms_are_started_only_while_the_claim_leaves_time_to_record(db: Any, now
         ("bad number +7 916 123-45-67", "bad number +7916***4567"),
         ("dest 8 (916) 123 45 67 barred", "dest 89161****67 barred"),
         ("error 0x45, code 400, retry in 30 s", "error 0x45, code 400, retry in 30 s"),
+        ("NACK/0x0000000b/Invalid destination", "NACK/0x0000000b/Invalid destination"),
     ],
 )
 def test_numbers_a_gateway_echoes_in_an_error_are_masked_however_written(echoed: str, stored: str) -> None:
