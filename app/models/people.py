@@ -14,6 +14,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, utcnow
 
 
+def _deployment_timezone() -> str:
+    """DEFAULT_TIMEZONE of the running application (Europe/Moscow outside one)."""
+    from flask import current_app, has_app_context
+
+    return str(current_app.config["DEFAULT_TIMEZONE"]) if has_app_context() else "Europe/Moscow"
+
+
 class Person(Base):
     __tablename__ = "people"
 
@@ -25,7 +32,8 @@ class Person(Base):
     email_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
     email_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     preferred_language: Mapped[str] = mapped_column(String(2), default="ru")
-    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    # Nobody tells us a person's zone: it is the deployment's (quiet hours are counted in it).
+    timezone: Mapped[str] = mapped_column(String(64), default=_deployment_timezone)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(index=True)
 

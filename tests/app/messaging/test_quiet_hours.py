@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 import pytest
 
@@ -123,3 +124,38 @@ def test_morning_is_spread_over_the_window_deterministically() -> None:
 
 def test_zero_spread_sends_at_the_end_of_the_window() -> None:
     assert spread_offset(12345, timedelta(0)) == timedelta(0)
+
+
+def test_a_notice_waits_for_morning_in_the_deployments_zone(app: Any, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nobody tells us a visitor's zone: a Novosibirsk deployment's visitors are in Novosibirsk, not Moscow.
+    from zoneinfo import ZoneInfo
+
+    from app.models import Case, OfficialRole
+    from app.services import notices, officials
+    from app.services.dispatch import DispatchSettings, claim_due
+    from app.services.exposures import match_case, rules_from_config
+    from tests import factories as f
+
+    monkeypatch.setitem(app.config, "DEFAULT_TIMEZONE", "Asia/Novosibirsk")
+    now = utc(2026, 11, 20, 9, 0)
+    venue = f.venue(timezone="Asia/Novosibirsk")
+    sick, other = f.person(), f.person()
+    assert other.timezone == "Asia/Novosibirsk"
+    for who in (sick, other):
+        f.checkin(who, venue, now - timedelta(hours=6))
+    case = Case(person_id=sick.id, tested_on=now.date(), created_at=now)
+    db.session.add(case)
+    db.session.flush()
+    match_case(case.id, now=now, rules=rules_from_config(app.config), tz=ZoneInfo("Asia/Novosibirsk"))
+    official = officials.create_official(
+        "nsk@health.example", "Vaccinate-Early-2026", "Epi", OfficialRole.SUPERVISOR, True, now=now
+    )
+    notices.approve_case(case.id, official, now=now, public_base_url="http://checkin.test")
+    settings = DispatchSettings.from_config(app.config)
+    night = utc(2026, 11, 20, 16, 30)  # 23:30 in Novosibirsk, 19:30 in Moscow
+    assert [
+        len(found) if isinstance(found, list) else found for found in claim_due(night, settings, is_halted=False)
+    ] == [0, 1]
+    morning = utc(2026, 11, 21, 3, 0)  # 10:00 in Novosibirsk
+    claimed, _deferred = claim_due(morning, settings, is_halted=False)
+    assert len(claimed) == 1
