@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -150,9 +150,26 @@ def annul_case(
     case.annul_reason = reason[:500]
     db.session.flush()
     withdrawal = notices.withdraw_case(case, now=now, public_base_url=public_base_url)
+    _recount_outbreaks(case, now)
     audit.record("official", official_id, "case.annul", now=now, subject_person_id=case.person_id,
                  case_id=case.id, reason=reason)  # fmt: skip
     return withdrawal
+
+
+def _recount_outbreaks(case: Case, now: datetime) -> None:
+    """The venue outbreaks the annulled case counted in, recounted without it (removed below the rule)."""
+    from app.services.exposures import case_stays, record_outbreaks, rules_from_config
+
+    if case.window_starts_at is None or case.window_ends_at is None:
+        return  # never matched: it counted nowhere
+    window = (_as_utc(case.window_starts_at), _as_utc(case.window_ends_at))
+    venues = {stay.venue_id for stay in case_stays(case.person_id, window, now)}
+    if venues:
+        record_outbreaks(venues, rules_from_config(current_app.config), now, prune=True)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def masked_phone_of(person: Person) -> str:

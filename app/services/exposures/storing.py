@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 
 from app.extensions import db
-from app.models import Case, CaseStatus, Checkin, Exposure, ExposureStatus, Venue, VenueOutbreak
+from app.models import Case, CaseStatus, Checkin, Companion, Exposure, ExposureStatus, Venue, VenueOutbreak
 from app.services import matching
 from app.services.exposures.finding import PEOPLE_PER_QUERY, CaseQuery, _utc, find_contacts_for_cases
 from app.services.matching import MatchRules
@@ -194,52 +194,65 @@ def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo) 
     return match_case_batch([case_id], now=now, rules=rules, tz=tz).cases[0]
 
 
-def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime) -> int:
+def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime, *, prune: bool = False) -> int:
     """Mark venues where OUTBREAK_CASES or more active cases were present within the outbreak window.
 
-    Looks only at the venues just matched and at the active cases' own visits inside their
-    infectious windows; each group of cases is stored once per (venue, first visit of the group),
-    with its count raised when a later case joins the same group. One query per PEOPLE_PER_QUERY
-    venues, not one per venue: a batch of cases touches most venues of a city.
+    Looks only at the given venues and at the active cases' visits inside their infectious windows,
+    their own and those they came to as a companion (as matching does). Cases count by person: one
+    person's two lab results are one case. Each group is stored once per (venue, first visit of the
+    group), with its count raised when a later case joins it. With `prune` (after an annulment), groups
+    stored at these venues that no longer hold enough active cases are removed, and counts lowered.
+    One query per PEOPLE_PER_QUERY venues, not one per venue: a batch of cases touches most venues.
     """
     venues = sorted(set(venue_ids))
     rows: list[Any] = []
     stored: dict[tuple[int, datetime], VenueOutbreak] = {}
+    in_window = (
+        Case.status == CaseStatus.ACTIVE,
+        Case.window_starts_at.is_not(None),
+        Checkin.checked_in_at < Case.window_ends_at,
+        Checkin.checked_in_at >= Case.window_starts_at,
+    )
     for first in range(0, len(venues), PEOPLE_PER_QUERY):
         chunk = venues[first : first + PEOPLE_PER_QUERY]
-        rows.extend(
-            db.session.execute(
-                select(Case.id, Checkin.venue_id, Checkin.checked_in_at)
-                .join(Checkin, Checkin.person_id == Case.person_id)
-                .where(
-                    Checkin.venue_id.in_(chunk),
-                    Case.status == CaseStatus.ACTIVE,
-                    Case.window_starts_at.is_not(None),
-                    Checkin.checked_in_at < Case.window_ends_at,
-                    Checkin.checked_in_at >= Case.window_starts_at,
-                )
-            ).tuples()
+        own = (
+            select(Case.person_id, Checkin.venue_id, Checkin.checked_in_at)
+            .join(Checkin, Checkin.person_id == Case.person_id)
+            .where(Checkin.venue_id.in_(chunk), *in_window)
         )
+        as_companion = (
+            select(Case.person_id, Checkin.venue_id, Checkin.checked_in_at)
+            .join(Companion, Companion.person_id == Case.person_id)
+            .join(Checkin, Checkin.id == Companion.checkin_id)
+            .where(Checkin.venue_id.in_(chunk), *in_window)
+        )
+        rows.extend(db.session.execute(union_all(own, as_companion)).tuples())
         for outbreak in db.session.scalars(select(VenueOutbreak).where(VenueOutbreak.venue_id.in_(chunk))):
             stored[(outbreak.venue_id, _utc(outbreak.window_starts_at))] = outbreak
     found = 0
     starts: dict[tuple[int, int], datetime] = {}
-    for case_id, venue_id, starts_at in rows:
-        key = (venue_id, case_id)
+    for person_id, venue_id, starts_at in rows:
+        key = (venue_id, person_id)
         if key not in starts or starts_at < starts[key]:
             starts[key] = starts_at
-    for venue, cases in sorted(matching.venue_outbreaks(rows, rules), key=lambda found: found[0]):
-        window_start = min(starts[(venue, case_id)] for case_id in cases)
-        existing = stored.get((venue, _utc(window_start)))
+    groups: dict[tuple[int, datetime], int] = {}
+    for venue, people in matching.venue_outbreaks(rows, rules):
+        window_start = min(starts[(venue, person_id)] for person_id in people)
+        key = (venue, _utc(window_start))
+        groups[key] = max(groups.get(key, 0), len(people))
+    for (venue, window_start), count in sorted(groups.items()):
+        existing = stored.get((venue, window_start))
         if existing is None:
-            outbreak = VenueOutbreak(
-                venue_id=venue, window_starts_at=window_start, case_count=len(cases), detected_at=now
-            )
+            outbreak = VenueOutbreak(venue_id=venue, window_starts_at=window_start, case_count=count, detected_at=now)
             db.session.add(outbreak)
-            stored[(venue, _utc(window_start))] = outbreak
+            stored[(venue, window_start)] = outbreak
             found += 1
-        elif existing.case_count < len(cases):
-            existing.case_count = len(cases)
+        elif existing.case_count < count or (prune and existing.case_count != count):
+            existing.case_count = count
+    if prune:
+        for key, outbreak in stored.items():
+            if key not in groups:
+                db.session.delete(outbreak)
     db.session.flush()
     return found
 

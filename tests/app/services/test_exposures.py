@@ -277,6 +277,50 @@ def test_one_batch_records_the_outbreaks_of_several_venues_and_grows_a_known_one
     assert found == {(cafe.id, 3), (gym.id, 2)}  # the cafe's group grew; not a second outbreak
 
 
+def test_a_case_who_came_as_a_companion_counts_towards_a_venue_outbreak(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue()
+    first, host, second = f.person(), f.person(), f.person()
+    f.checkin(first, venue, now - timedelta(days=2))
+    host_visit = f.checkin(host, venue, now - timedelta(days=1), party_size=2)
+    db.session.add(Companion(checkin_id=host_visit.id, person_id=second.id))
+    c1, c2 = _case(first, now), _case(second, now)
+    _match(app, c1, now)
+    _match(app, c2, now)
+    found = [(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))]
+    assert found == [(venue.id, 2)]
+
+
+def test_one_persons_two_lab_results_are_one_case_for_the_outbreak_rule(app: Flask, db: Any, now: datetime) -> None:
+    venue = f.venue()
+    sick = f.person()
+    f.checkin(sick, venue, now - timedelta(days=2))
+    f.checkin(sick, venue, now - timedelta(days=1))
+    _match(app, _case(sick, now), now)
+    _match(app, _case(sick, now), now)
+    assert db.session.scalar(select(func.count()).select_from(VenueOutbreak)) == 0
+
+
+def test_annulling_a_case_recounts_the_outbreaks_it_counted_in(app: Flask, db: Any, now: datetime) -> None:
+    from app.services import cases
+
+    cafe, gym = f.venue(), f.venue()
+    a, b, c = f.person(), f.person(), f.person()
+    for who, where, days in ((a, cafe, 2), (b, cafe, 1), (c, cafe, 1), (b, gym, 2), (c, gym, 1)):
+        f.checkin(who, where, now - timedelta(days=days))
+    matched = [_case(who, now) for who in (a, b, c)]
+    for case in matched:
+        _match(app, case, now)
+    outbreaks = {(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))}
+    assert outbreaks == {(cafe.id, 3), (gym.id, 2)}
+    official = _official()
+    cases.annul_case(
+        matched[1].id, reason="recorded in error", official_id=official.id, now=now, public_base_url="http://x"
+    )
+    db.session.expire_all()
+    # The cafe keeps an outbreak of two; the gym, left with one case, has none ("single cases are weak evidence").
+    assert {(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))} == {(cafe.id, 2)}
+
+
 def test_the_job_commits_per_case_so_a_failure_reruns_only_that_case(
     app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
