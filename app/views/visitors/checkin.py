@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from app.errors import DomainError, ValidationError
 from app.extensions import db
-from app.models import CheckinSource, Entrance, Person, Venue, utcnow
+from app.models import CheckinSource, Entrance, Kiosk, Person, Venue, utcnow
 from app.services import checkins, kiosks, posters
 from app.services.i18n import t
 from app.views.visitors.identity import bp, current_person
@@ -40,7 +40,11 @@ def place_for(path: str, now: datetime) -> Place:
         if not isinstance(kiosk_pass, dict) or float(kiosk_pass.get("until", 0)) < now.timestamp():
             raise KioskCodeStale(t("kiosk_stale", g.visitor_lang))
         entrance = db.session.get(Entrance, kiosk_pass.get("entrance_id"))
-        if entrance is None or entrance.venue.archived_at is not None:
+        kiosk = db.session.get(Kiosk, kiosk_pass.get("kiosk_id"))
+        # The pass lasts minutes, but not past its kiosk's revocation or its entrance's closing.
+        if entrance is None or entrance.venue.archived_at is not None or entrance.archived_at is not None:
+            raise KioskCodeStale(t("kiosk_stale", g.visitor_lang))
+        if kiosk is None or kiosk.revoked_at is not None:
             raise KioskCodeStale(t("kiosk_stale", g.visitor_lang))
         return Place(entrance.venue, entrance, CheckinSource.KIOSK_QR, path, kiosk_pass.get("kiosk_id"))
     raise ValidationError("This check-in link is not valid.")

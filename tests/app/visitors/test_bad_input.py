@@ -112,6 +112,16 @@ def test_current_kiosk_code_opens_the_check_in_page_for_its_entrance(
     assert 'value="/k/here"' in page.text
 
 
+def test_a_kiosk_pass_ends_when_its_kiosk_is_revoked(client: FlaskClient, db: Any, poster: Poster) -> None:
+    kiosk, secret = kiosk_for(db, poster)
+    db.session.commit()
+    assert client.get(f"/k/{codes.kiosk_code(secret, kiosk.id, utcnow())}").status_code == 303
+    assert client.get("/k/here").status_code == 200  # the pass: a few minutes to check in
+    kiosk.revoked_at = utcnow()
+    db.session.commit()
+    assert client.get("/k/here").status_code == 410
+
+
 @pytest.mark.parametrize("age", [timedelta(minutes=5), timedelta(seconds=-60)])
 def test_stale_kiosk_code_gets_a_410_asking_to_scan_again(
     client: FlaskClient, db: Any, poster: Poster, age: timedelta
