@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import ColumnElement, and_, select, text, update
 from sqlalchemy.orm import aliased
 
@@ -36,6 +37,7 @@ from app.models import (
 )
 from app.models.cases import AWAITING_NOTICE
 from app.services import audit, outbox, people
+from app.services.quiet_hours import zone_or_default
 
 HALT_SWITCH = "notices_halted"
 NOTIFIED_STATUSES = (MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED)
@@ -367,7 +369,12 @@ def withdraw_case(case: Case, *, now: datetime, public_base_url: str) -> Withdra
 
 def _retract(notice: Notice, *, send_sms: bool, now: datetime, public_base_url: str) -> int:
     inbox = f"{public_base_url.rstrip('/')}/me"
-    when = notice.created_at.strftime("%d.%m.%Y")
+    person = db.session.get(Person, notice.person_id)
+    # The notice's date as the person saw it: in their zone, not in UTC (a notice at 01:00 Moscow time
+    # is on the previous day in UTC).
+    zone = zone_or_default(person.timezone if person is not None else "", current_app.config["DEFAULT_TIMEZONE"])
+    sent_on = notice.created_at if notice.created_at.tzinfo else notice.created_at.replace(tzinfo=UTC)
+    when = sent_on.astimezone(zone).strftime("%d.%m.%Y")
     texts = {lang: _RETRACTION_TEXT[lang].format(when=when, inbox=inbox) for lang in ("ru", "en")}
     retraction = db.session.scalar(
         select(Notice).where(
@@ -387,7 +394,6 @@ def _retract(notice: Notice, *, send_sms: bool, now: datetime, public_base_url: 
     db.session.flush()
     if not send_sms:
         return 1
-    person = db.session.get(Person, notice.person_id)
     phone = people.phone_of(person) if person is not None else None
     if person is not None and phone is not None:
         outbox.enqueue(

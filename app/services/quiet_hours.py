@@ -41,7 +41,7 @@ def zone_or_default(name: str, default: str) -> ZoneInfo:
     """The recipient's zone; an unknown or empty name falls back to the default zone."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory's name, or far too long
         return ZoneInfo(default)
 
 

@@ -140,3 +140,19 @@ def test_annulling_cancels_a_failed_notice_so_a_retry_cannot_send_it_and_counts_
         )
     ).all()
     assert due == []
+
+
+def test_a_retraction_dates_the_notice_in_the_persons_zone(app: Flask, db: Any) -> None:
+    from datetime import UTC
+
+    late_evening = datetime(2026, 11, 19, 22, 30, tzinfo=UTC)  # 01:30 on 20 November in Moscow
+    sick, _other, contact = _three_at_one_visit(late_evening)
+    official = make_official(late_evening)
+    case = _matched_case(app, sick, late_evening)
+    notices.approve_case(case.id, official, now=late_evening, public_base_url=BASE)
+    _deliver_all(contact)
+    cases.annul_case(case.id, reason="lab mix-up", official_id=official.id, now=late_evening, public_base_url=BASE)
+    retraction = db.session.scalars(
+        select(Notice).where(Notice.person_id == contact.id, Notice.kind == NoticeKind.RETRACTION)
+    ).one()
+    assert "20.11.2026" in retraction.body_ru and "19.11.2026" not in retraction.body_ru
