@@ -63,6 +63,9 @@ class OutboxMessage(Base):
         ),
         Index("ix_outbox_messages_created_at", "created_at"),
         Index("ix_outbox_messages_gateway_ref", "gateway_ref"),
+        # Erasing a person deletes every SMS to their number, also those queued before they had an
+        # account (a reply to a text from an unknown number names no person).
+        Index("ix_outbox_messages_recipient_hash", "recipient_hash"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -72,6 +75,8 @@ class OutboxMessage(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), index=True)
     # The address, encrypted (or sealed to the dispatcher's key); never stored in clear.
     recipient_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    # An SMS recipient's keyed hash, the same as the person's phone_hash (people.phone_lookup).
+    recipient_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     recipient_timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
     subject: Mapped[str] = mapped_column(String(200), default="")
     body: Mapped[str] = mapped_column(Text)

@@ -29,6 +29,12 @@ PRIORITY = {
 RECIPIENT_CONTEXT = "recipient"
 
 
+def _phone_hash(phone: str) -> bytes:
+    from app.services.people import phone_lookup
+
+    return phone_lookup(phone)
+
+
 def enqueue(
     *,
     dedup_key: str,
@@ -56,6 +62,7 @@ def enqueue(
         kind=kind,
         person_id=person_id,
         recipient_enc=keyring().encrypt(recipient, context=RECIPIENT_CONTEXT),
+        recipient_hash=_phone_hash(recipient) if channel == MessageChannel.SMS else None,
         recipient_timezone=recipient_timezone,
         subject=subject,
         body=body,

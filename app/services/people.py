@@ -206,8 +206,12 @@ def erase_person(person: Person, now: datetime) -> bool:
         delete(PersonalCodeKey).where(PersonalCodeKey.person_id == person.id),
     ]
     if person.phone_hash is not None:
+        # Every SMS to their number, also those that name no person: replies to texts sent before they
+        # had an account.
+        statements.append(delete(OutboxMessage).where(OutboxMessage.recipient_hash == person.phone_hash))
         # The sign-in codes' SMS carry the number but no person (the code came before the account):
-        # found through their code requests' ids, which their deduplication keys name.
+        # found through their code requests' ids, which their deduplication keys name (messages queued
+        # before migration o1 have no recipient hash).
         code_ids = db.session.scalars(select(LoginCode.id).where(LoginCode.phone_hash == person.phone_hash)).all()
         if code_ids:
             keys = [code_message_key(i) for i in code_ids]

@@ -236,3 +236,20 @@ def test_an_open_visit_handed_over_stays_open_unless_the_companion_is_checked_in
         .where(Checkin.person_id == companion.id, Checkin.checked_out_at.is_(None))
     )
     assert open_visits == 1
+
+
+def test_erasure_deletes_the_replies_to_texts_sent_before_the_person_had_an_account(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    from app.services import sms_commands
+
+    sender, someone_else = "+79168000777", "+79168000778"
+    venue = f.venue()
+    # First texts the service cannot act on (a mistyped code), which make no account; then a check-in.
+    sms_commands.handle_incoming_sms(sender, "12345", now - timedelta(hours=2), message_id="gw-1")
+    sms_commands.handle_incoming_sms(someone_else, "12345", now - timedelta(hours=2), message_id="gw-2")
+    sms_commands.handle_incoming_sms(sender, venue.short_code, now - timedelta(hours=1), message_id="gw-3")
+    person = people.find_by_phone(sender)
+    assert person is not None and _numbers_in_the_outbox().count(sender) == 2
+    people.erase_person(person, now)
+    assert _numbers_in_the_outbox() == [someone_else]
