@@ -37,8 +37,9 @@ LATE_AFTER = timedelta(minutes=5)
 RECENT_WINDOWS = timedelta(days=2)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+def _aware(value: datetime) -> datetime:
+    """UTC-aware (SQLite gives naive UTC values back)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def reopen_cases_at(venue_id: int, starts_at: datetime, ends_at: datetime, rules: MatchRules) -> int:
@@ -98,11 +99,14 @@ def cases_to_match_again(now: datetime, rules: MatchRules) -> list[int]:
     ).all()
     if not cases:
         return []
-    by_person: dict[int, list[Sequence[object]]] = {}
-    for case in cases:
-        by_person.setdefault(case.person_id, []).append(case)
-    low = min(_aware(c.window_starts_at) for c in cases) - MAX_STAY  # type: ignore[type-var,operator]
-    high = max(_aware(c.window_ends_at) for c in cases)  # type: ignore[type-var]
+    # person -> (case id, matched at, window start, window end)
+    by_person: dict[int, list[tuple[int, datetime, datetime, datetime]]] = {}
+    for case_id, person_id, matched_at, window_start, window_end in cases:
+        by_person.setdefault(person_id, []).append(
+            (case_id, _aware(matched_at), _aware(window_start), _aware(window_end))
+        )
+    low = min(window_start for found in by_person.values() for _, _, window_start, _ in found) - MAX_STAY
+    high = max(window_end for found in by_person.values() for _, _, _, window_end in found)
     columns = (
         Checkin.checked_in_at,
         Checkin.checked_out_at,
@@ -125,12 +129,10 @@ def cases_to_match_again(now: datetime, rules: MatchRules) -> list[int]:
         ).all()
         for person_id, starts_at, checked_out_at, planned_at, created_at, corrected_at in rows:
             starts_at = _aware(starts_at)
-            ends_at = min(_aware(checked_out_at or planned_at), starts_at + MAX_STAY)  # type: ignore[type-var,operator]
-            recorded = max(_aware(created_at), _aware(corrected_at) or _aware(created_at))  # type: ignore[type-var]
-            for case in by_person[person_id]:
-                case_id, _person, matched_at, window_start, window_end = case
-                matched_at = _aware(matched_at)
-                if not (starts_at < _aware(window_end) and ends_at > _aware(window_start)):
+            ends_at = min(_aware(checked_out_at or planned_at), starts_at + MAX_STAY)
+            recorded = _aware(max(created_at, corrected_at) if corrected_at is not None else created_at)
+            for case_id, matched_at, window_start, window_end in by_person[person_id]:
+                if not (starts_at < window_end and ends_at > window_start):
                     continue
                 if recorded > matched_at or ends_at + rules.tail > matched_at - LATE_AFTER:
                     again.add(case_id)
