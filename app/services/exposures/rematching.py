@@ -47,6 +47,15 @@ def reopen_cases_at(venue_id: int, starts_at: datetime, ends_at: datetime, rules
     companion) at a time that a visit there from `starts_at` to `ends_at`, just recorded late, could
     overlap, tail included; their number. In the caller's transaction."""
     earliest = starts_at - rules.tail - MAX_STAY
+    concerned = (
+        Case.status == CaseStatus.ACTIVE,
+        Case.matched_at.is_not(None),
+        Case.window_starts_at < ends_at,
+        Case.window_ends_at > earliest,
+    )
+    # Most late uploads meet no case at all: one look at the cases first, not at the venue's visits.
+    if db.session.scalar(select(Case.id).where(*concerned).limit(1)) is None:
+        return 0
     present = union(
         select(Checkin.person_id).where(
             Checkin.venue_id == venue_id, Checkin.checked_in_at >= earliest, Checkin.checked_in_at < ends_at
@@ -62,13 +71,7 @@ def reopen_cases_at(venue_id: int, starts_at: datetime, ends_at: datetime, rules
     )
     result = db.session.execute(
         update(Case)
-        .where(
-            Case.status == CaseStatus.ACTIVE,
-            Case.matched_at.is_not(None),
-            Case.window_starts_at < ends_at,
-            Case.window_ends_at > earliest,
-            Case.person_id.in_(select(present.subquery().c.person_id)),
-        )
+        .where(*concerned, Case.person_id.in_(select(present.subquery().c.person_id)))
         .values(matched_at=None)
         .execution_options(synchronize_session=False)
     )
