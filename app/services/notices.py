@@ -282,6 +282,8 @@ def queue_pending_notices(*, now: datetime, public_base_url: str) -> int:
             notice.risk, notice.body_ru, notice.body_en = best.risk.value, texts["ru"], texts["en"]
             notice.created_at, notice.read_at, notice.retracted_at = now, None, None
             db.session.flush()
+            if reissued:
+                _cancel_unsent_retractions(person_id, checkin_id)
             person = db.session.get(Person, person_id)
             phone = people.phone_of(person) if person is not None else None
             if person is not None and phone is not None:
@@ -301,6 +303,21 @@ def queue_pending_notices(*, now: datetime, public_base_url: str) -> int:
             exposure.notice_id = notice.id
     db.session.flush()
     return queued
+
+
+def _cancel_unsent_retractions(person_id: int, checkin_id: int) -> None:
+    """A retraction not sent yet (quiet hours, say) of a notice issued again would arrive after it."""
+    retractions = select(Notice.id).where(
+        Notice.person_id == person_id, Notice.checkin_id == checkin_id, Notice.kind == NoticeKind.RETRACTION
+    )
+    db.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.notice_id.in_(retractions.scalar_subquery()), OutboxMessage.status == MessageStatus.PENDING
+        )
+        .values(status=MessageStatus.CANCELLED, last_error="superseded: the notice was issued again")
+        .execution_options(synchronize_session=False)
+    )
 
 
 # --- annulment -------------------------------------------------------------------------------------
