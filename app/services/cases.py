@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -162,14 +162,10 @@ def _recount_outbreaks(case: Case, now: datetime) -> None:
 
     if case.window_starts_at is None or case.window_ends_at is None:
         return  # never matched: it counted nowhere
-    window = (_as_utc(case.window_starts_at), _as_utc(case.window_ends_at))
+    window = (case.window_starts_at, case.window_ends_at)
     venues = {stay.venue_id for stay in case_stays(case.person_id, window, now)}
     if venues:
         record_outbreaks(venues, rules_from_config(current_app.config), now, prune=True)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def masked_phone_of(person: Person) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, select, text, update
@@ -390,8 +390,7 @@ def _retract(notice: Notice, *, send_sms: bool, now: datetime, public_base_url: 
     # The notice's date as the person saw it: in their zone, not in UTC (a notice at 01:00 Moscow time
     # is on the previous day in UTC).
     zone = zone_or_default(person.timezone if person is not None else "", current_app.config["DEFAULT_TIMEZONE"])
-    sent_on = notice.created_at if notice.created_at.tzinfo else notice.created_at.replace(tzinfo=UTC)
-    when = sent_on.astimezone(zone).strftime("%d.%m.%Y")
+    when = notice.created_at.astimezone(zone).strftime("%d.%m.%Y")
     texts = {lang: _RETRACTION_TEXT[lang].format(when=when, inbox=inbox) for lang in ("ru", "en")}
     retraction = db.session.scalar(
         select(Notice).where(

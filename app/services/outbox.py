@@ -15,6 +15,7 @@ from app.errors import NotFoundError
 from app.extensions import db
 from app.models import MessageChannel, MessageKind, MessageStatus, OutboxMessage
 from app.services.channels import mask_recipient, scrub_personal
+from app.services.people import phone_lookup
 from app.services.personal_data import keyring
 from app.services.sms_gateways import DeliveryReport, DeliveryStatus
 
@@ -27,12 +28,6 @@ PRIORITY = {
     MessageKind.ALERT: 6,
 }
 RECIPIENT_CONTEXT = "recipient"
-
-
-def _phone_hash(phone: str) -> bytes:
-    from app.services.people import phone_lookup
-
-    return phone_lookup(phone)
 
 
 def enqueue(
@@ -62,7 +57,7 @@ def enqueue(
         kind=kind,
         person_id=person_id,
         recipient_enc=keyring().encrypt(recipient, context=RECIPIENT_CONTEXT),
-        recipient_hash=_phone_hash(recipient) if channel == MessageChannel.SMS else None,
+        recipient_hash=phone_lookup(recipient) if channel == MessageChannel.SMS else None,
         recipient_timezone=recipient_timezone,
         subject=subject,
         body=body,

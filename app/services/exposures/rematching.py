@@ -2,8 +2,8 @@
 
 A case is matched once, against the visits stored at that moment. Three kinds of visit come later:
 - a visit recorded late: a kiosk that was offline sends its check-ins hours later, or a visitor corrects
-  a visit's times. Whoever records it calls `reopen_cases_at`, which marks for matching again the active
-  cases whose person was at that venue around that time (their own visit or as a companion);
+  a visit's times. Whoever records it calls `reopen_after_late_visits`, which marks for matching again
+  the active cases whose person was at that venue around that time (their own visit or as a companion);
 - the case's own new visits, while the infectious window is still open (a case recorded in the morning,
   window to midnight, who goes out);
 - other people arriving while the case is still there, or inside the tail after the case left: a stay
@@ -17,7 +17,7 @@ still notified once per visit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, union, update
@@ -35,11 +35,6 @@ LATE_AFTER = timedelta(minutes=5)
 # MAX_STAY, so a stay still going on, or a new visit of its own, belongs to a window that ended less
 # than a day and a tail ago. The rest is margin for a jobs process that was stopped for a while.
 RECENT_WINDOWS = timedelta(days=2)
-
-
-def _aware(value: datetime) -> datetime:
-    """UTC-aware (SQLite gives naive UTC values back)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def reopen_cases_at(venue_id: int, starts_at: datetime, ends_at: datetime, rules: MatchRules) -> int:
@@ -105,9 +100,7 @@ def cases_to_match_again(now: datetime, rules: MatchRules) -> list[int]:
     # person -> (case id, matched at, window start, window end)
     by_person: dict[int, list[tuple[int, datetime, datetime, datetime]]] = {}
     for case_id, person_id, matched_at, window_start, window_end in cases:
-        by_person.setdefault(person_id, []).append(
-            (case_id, _aware(matched_at), _aware(window_start), _aware(window_end))
-        )
+        by_person.setdefault(person_id, []).append((case_id, matched_at, window_start, window_end))
     low = min(window_start for found in by_person.values() for _, _, window_start, _ in found) - MAX_STAY
     high = max(window_end for found in by_person.values() for _, _, _, window_end in found)
     columns = (
@@ -131,9 +124,8 @@ def cases_to_match_again(now: datetime, rules: MatchRules) -> list[int]:
             )
         ).all()
         for person_id, starts_at, checked_out_at, planned_at, created_at, corrected_at in rows:
-            starts_at = _aware(starts_at)
-            ends_at = min(_aware(checked_out_at or planned_at), starts_at + MAX_STAY)
-            recorded = _aware(max(created_at, corrected_at) if corrected_at is not None else created_at)
+            ends_at = min(checked_out_at or planned_at, starts_at + MAX_STAY)
+            recorded = max(created_at, corrected_at) if corrected_at is not None else created_at
             for case_id, matched_at, window_start, window_end in by_person[person_id]:
                 if not (starts_at < window_end and ends_at > window_start):
                     continue

@@ -214,7 +214,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
     outcomes: dict[int, tuple[str, str | None]] = {}
     changed: list[dict[str, Any]] = []
     new: list[tuple[Any, ...]] = []
-    planned_new: list[PlannedVisit] = []
+    new_spans: list[tuple[datetime, datetime]] = []
     where = (ctx.venue.id, ctx.entrance.id, ctx.kiosk.id)
     for person_id, person_items in by_person.items():
         plan = plan_visits(known[person_id], person_items, ctx.venue.id, stay, now)
@@ -222,7 +222,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
         for visit in plan.visits:
             if visit.item is not None:
                 new.append(_new_row(where, visit, now))
-                planned_new.append(visit)
+                new_spans.append((visit.checked_in_at, visit.ends_at))
             elif visit.is_changed:
                 changed.append(
                     {
@@ -254,7 +254,7 @@ def _record_once(ctx: KioskContext, items: Sequence[VerifiedItem], now: datetime
             raise _StaleVisits
     if new:
         _insert_visits(new)
-        _reopen_cases(ctx, [(v.checked_in_at, v.ends_at) for v in planned_new], now)
+        _reopen_cases(ctx, new_spans, now)
     # No "last seen" write: it only keeps a person from the retention purge, and the visit written here
     # already does (a person with any visit is never purged, and the visit lives as long as its date
     # would have kept "last seen" alive). Skipping it saves an indexed row update per item.

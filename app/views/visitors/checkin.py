@@ -42,9 +42,8 @@ def place_for(path: str, now: datetime) -> Place:
         entrance = db.session.get(Entrance, kiosk_pass.get("entrance_id"))
         kiosk = db.session.get(Kiosk, kiosk_pass.get("kiosk_id"))
         # The pass lasts minutes, but not past its kiosk's revocation or its entrance's closing.
-        if entrance is None or entrance.venue.archived_at is not None or entrance.archived_at is not None:
-            raise KioskCodeStale(t("kiosk_stale", g.visitor_lang))
-        if kiosk is None or kiosk.revoked_at is not None:
+        closed = entrance is None or entrance.venue.archived_at is not None or entrance.archived_at is not None
+        if closed or kiosk is None or kiosk.revoked_at is not None:
             raise KioskCodeStale(t("kiosk_stale", g.visitor_lang))
         return Place(entrance.venue, entrance, CheckinSource.KIOSK_QR, path, kiosk_pass.get("kiosk_id"))
     raise ValidationError("This check-in link is not valid.")

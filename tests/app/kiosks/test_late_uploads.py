@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
 from app.jobs import run_job
-from app.models import Case, Exposure
+from app.models import Case
 from app.services import exposure_jobs
 from tests import factories as f
 from tests.app.kiosks.conftest import EnrolledKiosk, enrol_kiosk, scanner_item
+from tests.app.services.test_rematching import _case, _exposed
 
 
 @pytest.fixture
@@ -30,18 +30,6 @@ def kiosk(db: Any, api_now: datetime) -> EnrolledKiosk:
     enrolled = enrol_kiosk(f.venue(name="Библиотека"), api_now - timedelta(days=3))
     db.session.commit()
     return enrolled
-
-
-def _case(person: Any, now: datetime) -> Case:
-    case = Case(person_id=person.id, tested_on=now.date(), created_at=now)
-    f.db.session.add(case)
-    f.db.session.commit()
-    return case
-
-
-def _exposed(case: Case) -> list[int]:
-    f.db.session.expire_all()
-    return sorted(f.db.session.scalars(select(Exposure.person_id).where(Exposure.case_id == case.id)))
 
 
 def _visit(who: Any, venue: Any, at: datetime) -> Any:

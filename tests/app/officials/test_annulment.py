@@ -18,15 +18,8 @@ from tests.app.officials.helpers import make_official
 BASE = "http://checkin.test"
 
 
-def _case(person: Any, now: datetime) -> Case:
-    case = Case(person_id=person.id, tested_on=now.date(), created_at=now)
-    f.db.session.add(case)
-    f.db.session.flush()
-    return case
-
-
 def _matched_case(app: Flask, person: Any, now: datetime) -> Case:
-    case = _case(person, now)
+    case = f.case(person, now, now)
     match_case(case.id, now=now, rules=rules_from_config(app.config), tz=ZoneInfo("Europe/Moscow"))
     return case
 

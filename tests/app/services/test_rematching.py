@@ -28,8 +28,8 @@ def job_clock(monkeypatch: pytest.MonkeyPatch, now: datetime) -> list[datetime]:
 
 
 def _case(person: Any, now: datetime) -> Case:
-    case = Case(person_id=person.id, tested_on=now.date(), created_at=now)
-    f.db.session.add(case)
+    """A case tested and recorded at `now`, committed (the job runs in its own transactions)."""
+    case = f.case(person, now, now)
     f.db.session.commit()
     return case
 
