@@ -62,7 +62,9 @@ AWAITING_NOTICE = "status = 'approved' AND notice_id IS NULL"
 
 # On PostgreSQL these are not row-by-row foreign keys: triggers check them once per statement, and do
 # their ON DELETE actions, with the same guarantee (migration n1_exposure_references), since the matching
-# job stores a thousand exposures per statement. SQLite keeps them as foreign keys.
+# job stores a thousand exposures per statement; the insert locks no parent row, and an advisory lock keeps
+# it apart from the deletes' cascades (migration p1_exposure_references_unlocked). SQLite keeps them as
+# foreign keys.
 EXPOSURE_FOREIGN_KEYS_CHECKED_PER_STATEMENT = frozenset(
     {
         "fk_exposures_case_id_cases",

@@ -1,9 +1,9 @@
 """An exposure's case, visits, person and venue must exist, and deleting them does what the references say.
 
 SQLite enforces this with foreign keys; PostgreSQL with triggers that check once per statement and do the
-ON DELETE actions (migration n1_exposure_references). Both must refuse the same things, leave nothing
-written, delete or clear the same rows, and on PostgreSQL hold under concurrent deletes as a foreign
-key's lock does.
+ON DELETE actions (migrations n1_exposure_references and p1_exposure_references_unlocked). Both must refuse
+the same things, leave nothing written, delete or clear the same rows, and on PostgreSQL hold under
+concurrent deletes as a foreign key's lock does, without locking the rows an insert refers to.
 """
 
 from __future__ import annotations
@@ -207,3 +207,60 @@ def test_an_exposure_stored_while_its_visit_is_being_deleted_waits_and_then_fail
     assert f"(checkin_id)=({visit_id})" in str(outcome)
     with engine.connect() as check:
         assert check.scalar(select(func.count()).select_from(Exposure)) == 0
+
+
+def test_storing_exposures_leaves_their_visits_and_people_unlocked(committed: Any) -> None:
+    """The insert's check takes no row locks (migration p1): locking every visit and person of a batch
+    cost more than checking them. Another transaction can still lock those rows at once."""
+    engine, rows, visit_id = committed
+    with engine.connect() as storing, engine.connect() as other:
+        storing.execute(insert(Exposure), rows)
+        other.execute(text("SET lock_timeout = '2s'"))
+        locked = other.execute(
+            text("SELECT count(*) FROM (SELECT 1 FROM checkins WHERE id = :v FOR UPDATE NOWAIT) s"), {"v": visit_id}
+        ).scalar()
+        person = other.execute(
+            text("SELECT count(*) FROM (SELECT 1 FROM people WHERE id = :p FOR UPDATE NOWAIT) s"),
+            {"p": rows[0]["person_id"]},
+        ).scalar()
+        other.rollback()
+        storing.commit()
+    assert (locked, person) == (1, 1)
+
+
+def test_deletes_do_not_wait_for_each_other(committed: Any) -> None:
+    """Deletes take the exposures' advisory lock shared: a purge and an erasure run side by side."""
+    engine, rows, _visit_id = committed
+    with engine.connect() as first, engine.connect() as second:
+        first.execute(delete(Checkin).where(Checkin.id == rows[0]["checkin_id"]))
+        second.execute(text("SET lock_timeout = '2s'"))
+        deleted = second.execute(delete(Checkin).where(Checkin.id == rows[1]["checkin_id"])).rowcount
+        second.commit()
+        first.commit()
+    assert deleted == 1
+    with engine.connect() as check:
+        assert (
+            check.scalar(
+                select(func.count()).select_from(Checkin).where(Checkin.id.in_([r["checkin_id"] for r in rows[:2]]))
+            )
+            == 0
+        )
+
+
+def test_a_person_erased_while_their_exposure_is_being_stored_takes_the_exposure_with_it(committed: Any) -> None:
+    engine, rows, _visit_id = committed
+    person_id = rows[2]["person_id"]
+    outcome = _second_waits_for_first(
+        engine,
+        lambda c: c.execute(insert(Exposure), rows),
+        lambda c: (
+            c.execute(delete(Checkin).where(Checkin.person_id == person_id)),
+            c.execute(delete(Person).where(Person.id == person_id)).rowcount,
+        )[1],
+        "delete",
+    )
+    assert outcome == 1
+    with engine.connect() as check:
+        case = Exposure.case_id == rows[0]["case_id"]
+        assert check.scalar(select(func.count()).select_from(Exposure).where(case)) == 2
+        assert check.scalar(select(func.count()).select_from(Exposure).where(Exposure.person_id == person_id)) == 0
