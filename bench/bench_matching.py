@@ -8,9 +8,10 @@ migrated to head (default: a SQLite file in the workdir; check-ins through COPY 
 executemany, with their secondary indexes built after the load), checks the reference counts for visitor 1
 with the tail off, then times exposures.find_case_contacts (one case: its visits, then one index
 range scan per case visit, rows streamed into matching.find_contacts), random cases one at a time,
-the same in batches as the job runs them (find_contacts_for_cases), and match_case_batch with its
-writes; reports peak Python memory (tracemalloc) and, for the job, the CPU per stored exposure of this process
-and of PostgreSQL's processes (bench/cpu_split.py: on a quiet machine).
+the same in batches as the job runs them (find_contacts_for_cases), and the job's own steps with their
+writes (match_case_batch per batch, then record_pending_outbreaks once); reports peak Python memory
+(tracemalloc) and, for the job, the CPU per stored exposure of this process and of PostgreSQL's
+processes (bench/cpu_split.py: on a quiet machine).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main() -> None:
         find_case_contacts,
         find_contacts_for_cases,
         match_case_batch,
+        record_pending_outbreaks,
     )
     from app.services.matching import MatchRules
     from tests.app.services.test_exposures_workload import load_workload
@@ -192,15 +194,19 @@ def main() -> None:
             db.session.add_all(rows)
             db.session.flush()
             case_ids.extend(c.id for c in rows)
-            result = match_case_batch([c.id for c in rows], now=FROZEN_NOW, rules=default_rules, tz=tz)
+            result = match_case_batch([c.id for c in rows], now=FROZEN_NOW, rules=default_rules, tz=tz, outbreaks=False)
             stored += sum(r.exposures_inserted for r in result.cases)
             db.session.commit()
             if (first // args.batch_size) % 10 == 9:
                 say(f"  ... {first + len(rows)} cases, {stored} exposures, {time.perf_counter() - t0:.1f} s")
+        t1 = time.perf_counter()
+        outbreaks = record_pending_outbreaks(default_rules, FROZEN_NOW)  # once a run, after its batches
+        db.session.commit()
+        say(f"  venue outbreaks counted after the batches: {outbreaks}, {time.perf_counter() - t1:.2f} s")
         job_seconds = time.perf_counter() - t0
         python_cpu, cpu1 = time.process_time() - python0, cpu_seconds()
         job_ms = job_seconds / len(job_sample) * 1000
-        say(f"{len(job_sample)} cases through match_case_batch (stored, matched, {stored} exposures written with "
+        say(f"{len(job_sample)} cases through the job's steps (stored, matched, {stored} exposures written with "
             f"reasons, committed per batch): {job_seconds:.2f} s = {job_ms:.2f} ms/case")  # fmt: skip
         per_row = 1e6 / max(stored, 1)
         server = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, utcnow
@@ -38,6 +38,14 @@ class Case(Base):
             postgresql_where=text("matched_at IS NULL"),
             sqlite_where=text("matched_at IS NULL"),
         ),
+        # Matched by the job, their venues' outbreaks not counted yet (record_pending_outbreaks): none
+        # or one run's cases.
+        Index(
+            "ix_cases_outbreaks_pending",
+            "id",
+            postgresql_where=text("outbreaks_pending"),
+            sqlite_where=text("outbreaks_pending"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,6 +61,9 @@ class Case(Base):
     window_starts_at: Mapped[datetime | None]
     window_ends_at: Mapped[datetime | None]
     matched_at: Mapped[datetime | None]
+    # The matching job counts venue outbreaks once per run, after its batches: set when a batch matched
+    # the case, cleared when its venues were counted (a run that stops half-way leaves it for the next).
+    outbreaks_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
     annulled_at: Mapped[datetime | None]
     annul_reason: Mapped[str | None] = mapped_column(String(500))
 

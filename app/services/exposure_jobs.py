@@ -24,8 +24,17 @@ def match_cases(app: Flask) -> dict[str, Any]:
     A batch that fails (say, one case with corrupt data) is rolled back whole and its cases are
     matched again one transaction each, so the bad case is logged and skipped for this run and
     cannot block the cases behind it; it stays unmatched and is retried on the next run.
+
+    Venue outbreaks are counted once, after the batches, at the venues of every case matched and not
+    counted yet (this run's, and those of a run that stopped half-way).
     """
-    from app.services.exposures import match_case, match_case_batch, pending_case_ids, rules_from_config
+    from app.services.exposures import (
+        match_case,
+        match_case_batch,
+        pending_case_ids,
+        record_pending_outbreaks,
+        rules_from_config,
+    )
     from app.services.exposures.rematching import cases_to_match_again, mark_for_matching_again
 
     rules = rules_from_config(app.config)
@@ -42,7 +51,7 @@ def match_cases(app: Flask) -> dict[str, Any]:
             break
         try:
             with unit_of_work():
-                batch = match_case_batch(ids, now=utcnow(), rules=rules, tz=tz)
+                batch = match_case_batch(ids, now=utcnow(), rules=rules, tz=tz, outbreaks=False)
         except Exception:
             log.warning("matching a batch failed; matching its cases one by one", extra={"cases": len(ids)})
         else:
@@ -52,14 +61,22 @@ def match_cases(app: Flask) -> dict[str, Any]:
         for case_id in ids:
             try:
                 with unit_of_work():
-                    result = match_case(case_id, now=utcnow(), rules=rules, tz=tz)
+                    result = match_case(case_id, now=utcnow(), rules=rules, tz=tz, outbreaks=False)
             except Exception:
                 log.exception("matching a case failed; it will be retried", extra={"case_id": case_id})
                 failed.append(case_id)
                 continue
             matched += 1
             exposures += result.exposures_inserted
-    return {"cases": matched, "exposures": exposures, "failed": len(failed), "matched_again": len(again)}
+    with unit_of_work():
+        outbreaks = record_pending_outbreaks(rules, utcnow())
+    return {
+        "cases": matched,
+        "exposures": exposures,
+        "failed": len(failed),
+        "matched_again": len(again),
+        "outbreaks": outbreaks,
+    }
 
 
 def auto_approve(app: Flask) -> dict[str, Any]:

@@ -64,14 +64,18 @@ def test_sessions_run_in_utc_whatever_the_servers_default_zone(database_url: str
     try:
         app = create_app(settings_for(database_url))
         with app.app_context():
-            zone, day, instant = db.session.execute(
-                text("SELECT current_setting('TimeZone'), CAST(TIMESTAMPTZ '2026-11-20 22:30:00+00' AS date), now()")
+            zone, day, instant, jit = db.session.execute(
+                text(
+                    "SELECT current_setting('TimeZone'), CAST(TIMESTAMPTZ '2026-11-20 22:30:00+00' AS date), now(),"
+                    " current_setting('jit')"
+                )
             ).one()
             db.session.commit()
             db.engine.dispose()
         # The database's default (Moscow, where 22:30 UTC is already the 21st) does not reach the app's sessions.
         assert (zone, day.isoformat()) == ("UTC", "2026-11-20")
         assert instant.tzinfo is UTC  # psycopg's own UTC object, which Python compares without a zone lookup
+        assert jit == "off"  # the server's default is on
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" RESET TimeZone'))

@@ -25,6 +25,7 @@ from app.services.exposures.storing import (
     match_case_batch,
     pending_case_ids,
     record_outbreaks,
+    record_pending_outbreaks,
 )
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "match_case_batch",
     "pending_case_ids",
     "record_outbreaks",
+    "record_pending_outbreaks",
     "rules_from_config",
 ]

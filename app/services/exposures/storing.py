@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, select, union, union_all, update
 
 from app.extensions import db
 from app.models import Case, CaseStatus, Checkin, Companion, Exposure, ExposureStatus, Venue, VenueOutbreak
@@ -123,9 +123,16 @@ class BatchMatch:
     outbreaks: int
 
 
-def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRules, tz: ZoneInfo) -> BatchMatch:
+def match_case_batch(
+    case_ids: Sequence[int], *, now: datetime, rules: MatchRules, tz: ZoneInfo, outbreaks: bool = True
+) -> BatchMatch:
     """Find and store the exposures of many cases together, then mark them matched. Flushes, never
     commits: the caller's transaction holds the whole batch.
+
+    With `outbreaks` the venue outbreaks of the cases' venues are counted too; without, the cases are
+    marked for record_pending_outbreaks, which the matching job runs once after its batches (counting
+    reads every active case's visits at those venues: once per batch, a run of many batches read them
+    again and again).
 
     Running it again for the same cases inserts nothing new (unique (case, check-in, person)).
     An annulled case is marked matched without looking for anyone. Raises LookupError for an unknown
@@ -179,19 +186,52 @@ def match_case_batch(case_ids: Sequence[int], *, now: datetime, rules: MatchRule
     for case_id, window in windows.items():
         loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window
     db.session.flush()  # the windows, which record_outbreaks reads
-    outbreaks = record_outbreaks({s.venue_id for stays, _contacts in found.values() for s in stays}, rules, now)
+    recorded = 0
+    if outbreaks:
+        recorded = record_outbreaks({s.venue_id for stays, _contacts in found.values() for s in stays}, rules, now)
     results = []
     for case_id in case_ids:
         loaded[case_id].matched_at = now
+        loaded[case_id].outbreaks_pending = not outbreaks
         stays, contacts = found.get(case_id, ([], []))
-        results.append(CaseMatch(case_id, len(stays), len(contacts), inserted[case_id], outbreaks))
+        results.append(CaseMatch(case_id, len(stays), len(contacts), inserted[case_id], recorded))
     db.session.flush()
-    return BatchMatch(results, outbreaks)
+    return BatchMatch(results, recorded)
 
 
-def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo) -> CaseMatch:
+def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo, outbreaks: bool = True) -> CaseMatch:
     """Find and store the exposures of one case, then mark it matched (see match_case_batch)."""
-    return match_case_batch([case_id], now=now, rules=rules, tz=tz).cases[0]
+    return match_case_batch([case_id], now=now, rules=rules, tz=tz, outbreaks=outbreaks).cases[0]
+
+
+def record_pending_outbreaks(rules: MatchRules, now: datetime) -> int:
+    """Count the venue outbreaks that cases matched without them (match_case_batch with outbreaks=False)
+    may have made, at the venues of those cases' visits in their windows (their own and those they came
+    to as a companion), and clear their marks; the number of outbreaks recorded. Flushes, never commits."""
+    pending = list(db.session.scalars(select(Case.id).where(Case.outbreaks_pending).order_by(Case.id)))
+    venues: set[int] = set()
+    in_window = (
+        Case.window_starts_at.is_not(None),
+        Checkin.checked_in_at < Case.window_ends_at,
+        Checkin.checked_in_at >= Case.window_starts_at,
+    )
+    for first in range(0, len(pending), PEOPLE_PER_QUERY):
+        chunk = pending[first : first + PEOPLE_PER_QUERY]
+        own = select(Checkin.venue_id).join(Case, Checkin.person_id == Case.person_id)
+        as_companion = (
+            select(Checkin.venue_id)
+            .join(Companion, Companion.checkin_id == Checkin.id)
+            .join(Case, Companion.person_id == Case.person_id)
+        )
+        both = union(own.where(Case.id.in_(chunk), *in_window), as_companion.where(Case.id.in_(chunk), *in_window))
+        venues.update(db.session.scalars(both))
+    recorded = record_outbreaks(venues, rules, now)
+    for first in range(0, len(pending), PEOPLE_PER_QUERY):
+        db.session.execute(
+            update(Case).where(Case.id.in_(pending[first : first + PEOPLE_PER_QUERY])).values(outbreaks_pending=False),
+            execution_options={"synchronize_session": False},
+        )
+    return recorded
 
 
 def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime, *, prune: bool = False) -> int:

@@ -66,7 +66,7 @@ def test_a_kiosk_upload_of_yesterdays_checkins_reaches_the_case_matched_meanwhil
     assert result["cases"] == 1 and result["exposures"] == 1
     assert _exposed(case) == [early_bird.id]
     # Once is enough: the next run leaves the case alone.
-    assert run_job(app, "match_cases") == {"cases": 0, "exposures": 0, "failed": 0, "matched_again": 0}
+    assert run_job(app, "match_cases") == {"cases": 0, "exposures": 0, "failed": 0, "matched_again": 0, "outbreaks": 0}
 
     # A late upload from a time the case was not there reopens nothing.
     far = scanner_item(elsewhere, yesterday - timedelta(hours=3))

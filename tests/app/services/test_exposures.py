@@ -321,6 +321,61 @@ def test_annulling_a_case_recounts_the_outbreaks_it_counted_in(app: Flask, db: A
     assert {(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))} == {(cafe.id, 2)}
 
 
+def test_the_job_counts_outbreaks_once_after_its_batches(
+    app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services import exposure_jobs
+
+    cafe, gym = f.venue(), f.venue()
+    a, b, c = f.person(), f.person(), f.person()
+    for who, where, days in ((a, cafe, 2), (b, cafe, 1), (c, cafe, 1), (b, gym, 2), (c, gym, 1)):
+        f.checkin(who, where, now - timedelta(days=days))
+    matched = [_case(who, now) for who in (a, b, c)]
+    db.session.commit()
+    calls: list[set[int]] = []
+    real_outbreaks = exposures.storing.record_outbreaks
+
+    def counting(venue_ids: Any, *args: Any, **kwargs: Any) -> int:
+        calls.append(set(venue_ids))
+        return real_outbreaks(venue_ids, *args, **kwargs)
+
+    monkeypatch.setattr(exposures.storing, "record_outbreaks", counting)
+    monkeypatch.setattr(exposure_jobs, "MATCH_BATCH", 1)  # three batches
+    result = run_job(app, "match_cases")
+    assert (result["cases"], result["outbreaks"]) == (3, 2)
+    assert calls == [{cafe.id, gym.id}]  # once, for the venues of the three batches
+    db.session.expire_all()
+    assert {(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))} == {
+        (cafe.id, 3),
+        (gym.id, 2),
+    }
+    assert not any(db.session.get(Case, case.id).outbreaks_pending for case in matched)
+    assert run_job(app, "match_cases")["outbreaks"] == 0
+    assert len(calls) == 2 and calls[1] == set()
+
+
+def test_outbreaks_left_uncounted_by_a_run_that_stopped_are_counted_by_the_next(
+    app: Flask, db: Any, now: datetime
+) -> None:
+    venue = f.venue()
+    a, b = f.person(), f.person()
+    f.checkin(a, venue, now - timedelta(days=2))
+    f.checkin(b, venue, now - timedelta(days=1))
+    cases = [_case(a, now), _case(b, now)]
+    rules = rules_from_config(app.config)
+    # A run's batch committed, and the run stopped before it counted outbreaks.
+    with unit_of_work():
+        batch = exposures.match_case_batch([x.id for x in cases], now=now, rules=rules, tz=MSK, outbreaks=False)
+    assert batch.outbreaks == 0
+    assert db.session.scalar(select(func.count()).select_from(VenueOutbreak)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Case).where(Case.outbreaks_pending)) == 2
+    result = run_job(app, "match_cases")
+    assert (result["cases"], result["outbreaks"]) == (0, 1)
+    db.session.expire_all()
+    assert [(o.venue_id, o.case_count) for o in db.session.scalars(select(VenueOutbreak))] == [(venue.id, 2)]
+    assert db.session.scalar(select(func.count()).select_from(Case).where(Case.outbreaks_pending)) == 0
+
+
 def test_the_job_commits_per_case_so_a_failure_reruns_only_that_case(
     app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,25 +388,27 @@ def test_the_job_commits_per_case_so_a_failure_reruns_only_that_case(
     f.checkin(other, venue, start + timedelta(minutes=5), minutes=10)
     c1 = _case(sick1, now - timedelta(minutes=2))
     c2 = _case(sick2, now - timedelta(minutes=1))
-    real_outbreaks = exposures.record_outbreaks
+    real_insert = exposures.storing._insert_ignoring_duplicates
 
-    def crash_on_second_case(*args: Any, **kwargs: Any) -> int:
-        # Fails whenever the second case is being matched (its window is written just before), so
-        # the batch of both fails, then the second case alone does.
-        if db.session.get(Case, c2.id).window_starts_at is not None:
+    def crash_on_second_case(rows: Any, case_ids: list[int]) -> Any:
+        # Fails whenever the second case is being matched, after its exposures went in, so the batch of
+        # both fails, then the second case alone does.
+        inserted = real_insert(rows, case_ids)
+        if c2.id in case_ids:
             raise RuntimeError("power cut after the exposures were inserted")
-        return real_outbreaks(*args, **kwargs)
+        return inserted
 
-    monkeypatch.setattr(exposures.storing, "record_outbreaks", crash_on_second_case)
-    assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 1, "matched_again": 0}
+    monkeypatch.setattr(exposures.storing, "_insert_ignoring_duplicates", crash_on_second_case)
+    assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 1, "matched_again": 0, "outbreaks": 0}
     db.session.expire_all()
     assert db.session.get(Case, c1.id).matched_at is not None
     assert db.session.get(Case, c2.id).matched_at is None
     assert db.session.scalars(select(Exposure.case_id)).all() == [c1.id]  # the second case rolled back whole
 
-    monkeypatch.setattr(exposures.storing, "record_outbreaks", real_outbreaks)
-    assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 0, "matched_again": 0}
-    assert run_job(app, "match_cases") == {"cases": 0, "exposures": 0, "failed": 0, "matched_again": 0}
+    monkeypatch.setattr(exposures.storing, "_insert_ignoring_duplicates", real_insert)
+    # Both cases were at the venue within a week: the second one makes an outbreak.
+    assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 0, "matched_again": 0, "outbreaks": 1}
+    assert run_job(app, "match_cases") == {"cases": 0, "exposures": 0, "failed": 0, "matched_again": 0, "outbreaks": 0}
     assert sorted(db.session.scalars(select(Exposure.case_id))) == [c1.id, c2.id]
 
 
