@@ -44,7 +44,7 @@ class Case(Base):
             "ix_cases_outbreaks_pending",
             "id",
             postgresql_where=text("outbreaks_pending"),
-            sqlite_where=text("outbreaks_pending"),
+            sqlite_where=text("outbreaks_pending = 1"),
         ),
     )
 

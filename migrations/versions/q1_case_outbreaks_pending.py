@@ -26,7 +26,7 @@ def upgrade():
         "cases",
         ["id"],
         postgresql_where=sa.text("outbreaks_pending"),
-        sqlite_where=sa.text("outbreaks_pending"),
+        sqlite_where=sa.text("outbreaks_pending = 1"),
     )
 
 

@@ -187,3 +187,21 @@ def test_exposures_waiting_for_their_notice_are_found_through_their_own_index(
     shown = plan(notices.AWAITING_NOTICE_QUERY, {})
     assert "ix_exposures_awaiting_notice" in shown, shown
     assert "ix_exposures_status_created_at" not in shown, shown
+
+
+def test_cases_whose_outbreaks_are_still_to_count_are_found_through_their_own_index(
+    stale_statistics: list[int], now: datetime
+) -> None:
+    """Thousands of matched cases, analysed, none left to count: the job's count after its batches (every
+    run) must find that without reading them all."""
+    from app.services.exposures.storing import PENDING_OUTBREAKS_QUERY
+
+    cases = [
+        {"person_id": pid, "tested_on": now.date(), "created_at": now, "matched_at": now}
+        for pid in stale_statistics
+        for _ in range(5)
+    ]
+    db.session.execute(insert(Case), cases)
+    db.session.execute(text("ANALYZE cases"))
+    shown = plan(PENDING_OUTBREAKS_QUERY, {})
+    assert "ix_cases_outbreaks_pending" in shown, shown

@@ -204,11 +204,15 @@ def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo, 
     return match_case_batch([case_id], now=now, rules=rules, tz=tz, outbreaks=outbreaks).cases[0]
 
 
+# Through the partial index ix_cases_outbreaks_pending: normally none, or one run's cases.
+PENDING_OUTBREAKS_QUERY = select(Case.id).where(Case.outbreaks_pending).order_by(Case.id)
+
+
 def record_pending_outbreaks(rules: MatchRules, now: datetime) -> int:
     """Count the venue outbreaks that cases matched without them (match_case_batch with outbreaks=False)
     may have made, at the venues of those cases' visits in their windows (their own and those they came
     to as a companion), and clear their marks; the number of outbreaks recorded. Flushes, never commits."""
-    pending = list(db.session.scalars(select(Case.id).where(Case.outbreaks_pending).order_by(Case.id)))
+    pending = list(db.session.scalars(PENDING_OUTBREAKS_QUERY))
     venues: set[int] = set()
     in_window = (
         Case.window_starts_at.is_not(None),
