@@ -183,22 +183,25 @@ def main() -> None:
         # batches, exposures with their reasons written, one commit per batch; removed afterwards.
         from app.models import Case, Exposure, VenueOutbreak
 
+        # The cases are recorded first (a lab import), and only matching them is timed.
         job_sample = batch_sample[: args.job_cases]
+        t0 = time.perf_counter()
+        new_cases = [Case(person_id=p, tested_on=date(2026, 11, 18), created_at=FROZEN_NOW) for p in job_sample]
+        db.session.add_all(new_cases)
+        db.session.commit()
+        case_ids: list[int] = [c.id for c in new_cases]
+        db.session.expunge_all()
+        say(f"{len(case_ids)} cases recorded (not timed below): {time.perf_counter() - t0:.2f} s")
         cpu0, python0 = cpu_seconds(), time.process_time()
         t0 = time.perf_counter()
         stored = 0
-        case_ids: list[int] = []
-        for first in range(0, len(job_sample), args.batch_size):
-            rows = [Case(person_id=p, tested_on=date(2026, 11, 18), created_at=FROZEN_NOW)
-                    for p in job_sample[first : first + args.batch_size]]  # fmt: skip
-            db.session.add_all(rows)
-            db.session.flush()
-            case_ids.extend(c.id for c in rows)
-            result = match_case_batch([c.id for c in rows], now=FROZEN_NOW, rules=default_rules, tz=tz, outbreaks=False)
+        for first in range(0, len(case_ids), args.batch_size):
+            chunk = case_ids[first : first + args.batch_size]
+            result = match_case_batch(chunk, now=FROZEN_NOW, rules=default_rules, tz=tz, outbreaks=False)
             stored += sum(r.exposures_inserted for r in result.cases)
             db.session.commit()
             if (first // args.batch_size) % 10 == 9:
-                say(f"  ... {first + len(rows)} cases, {stored} exposures, {time.perf_counter() - t0:.1f} s")
+                say(f"  ... {first + len(chunk)} cases, {stored} exposures, {time.perf_counter() - t0:.1f} s")
         t1 = time.perf_counter()
         outbreaks = record_pending_outbreaks(default_rules, FROZEN_NOW)  # once a run, after its batches
         db.session.commit()
