@@ -14,6 +14,7 @@ from app.models import (
     AuditEntry,
     Case,
     Checkin,
+    Companion,
     Exposure,
     LoginCode,
     Notice,
@@ -38,9 +39,12 @@ def _visit_days(cfg: dict[str, Any]) -> int:
 
 
 def _orphan_person() -> Any:
-    # People who have nothing left that needs them: no visits, no cases.
+    # People who have nothing left that needs them: no visits of their own, none they came to as a
+    # companion (a companion's "last seen" is written at most once an hour, so it can be up to an hour
+    # older than the visit that keeps them), no cases.
     return and_(
         not_(exists().where(Checkin.person_id == Person.id)),
+        not_(exists().where(Companion.person_id == Person.id)),
         not_(exists().where(Case.person_id == Person.id)),
     )
 

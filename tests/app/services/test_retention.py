@@ -151,3 +151,29 @@ def test_keys_revoked_longer_ago_than_retention_are_purged_and_current_ones_kept
     assert _purge_all(app, now)["personal_code_keys"] == 2
     kept = db.session.execute(select(PersonalCodeKey.purpose, PersonalCodeKey.revoked_at)).all()
     assert sorted((p, r is None) for p, r in kept) == [("ble", False), ("ble", True), ("qr", False), ("qr", True)]
+
+
+def test_a_companion_stays_while_a_visit_they_came_to_is_kept(app: Flask, db: Any, now: datetime) -> None:
+    """A companion's "last seen" is written at most once an hour: it can be older than the visit they came
+    to. They stay, and stay linked to it, until that visit goes."""
+    from app.models import Companion
+
+    venue = factories.venue()
+    host = factories.person()
+    companion = factories.person()
+    seen = now - timedelta(days=21, minutes=30)  # marked seen at an earlier check-in, within the hour
+    companion.created_at = companion.last_seen_at = seen
+    visit = factories.checkin(host, venue, now - timedelta(days=20, hours=23, minutes=45), minutes=30)
+    db.session.add(Companion(checkin_id=visit.id, person_id=companion.id))
+    db.session.flush()
+    companion_id, visit_id = companion.id, visit.id
+    _purge_all(app, now)
+    db.session.expire_all()
+    assert db.session.get(Person, companion_id) is not None
+    assert db.session.scalars(select(Companion.person_id).where(Companion.checkin_id == visit_id)).all() == [
+        companion_id
+    ]
+    # Once the visit is past retention, both go.
+    _purge_all(app, now + timedelta(minutes=16))
+    db.session.expire_all()
+    assert db.session.get(Person, companion_id) is None
