@@ -8,8 +8,8 @@ migrated to head (default: a SQLite file in the workdir; check-ins through COPY 
 executemany, with their secondary indexes built after the load), checks the reference counts for visitor 1
 with the tail off, then times exposures.find_case_contacts (one case: its visits, then one index
 range scan per case visit, rows streamed into matching.find_contacts), random cases one at a time,
-the same in batches as the job runs them (find_contacts_for_cases), and the job's own steps with their
-writes (match_case_batch per batch, then record_pending_outbreaks once); reports peak Python memory
+the same in batches as the job runs them (find_contacts_for_cases), and the job itself with its writes
+(exposure_jobs.match_pending_cases, after recording the cases untimed); reports peak Python memory
 (tracemalloc) and, for the job, the CPU per stored exposure of this process and of PostgreSQL's
 processes (bench/cpu_split.py: on a quiet machine).
 """
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200, help="random cases matched one at a time")
     parser.add_argument("--batch-cases", type=int, default=10_000, help="random cases matched in batches")
     parser.add_argument("--batch-size", type=int, default=100, help="cases per batch (the job's MATCH_BATCH)")
-    parser.add_argument("--job-cases", type=int, default=1_000, help="cases matched and written by match_case_batch")
+    parser.add_argument("--job-cases", type=int, default=1_000, help="cases matched and written by the job")
     parser.add_argument("--workdir", default="/tmp/bench-matching")
     parser.add_argument("--reuse", action="store_true", help="keep a database loaded by an earlier run")
     args = parser.parse_args()
@@ -71,7 +71,8 @@ def main() -> None:
 
     from app import create_app
     from app.extensions import db
-    from app.services import matching
+    from app.services import exposure_jobs, matching
+    from app.services.exposure_jobs import match_pending_cases
     from app.services.exposures import (
         MAX_STAY,
         CaseQuery,
@@ -80,8 +81,6 @@ def main() -> None:
         case_stays,
         find_case_contacts,
         find_contacts_for_cases,
-        match_case_batch,
-        record_pending_outbreaks,
     )
     from app.services.matching import MatchRules
     from tests.app.services.test_exposures_workload import load_workload
@@ -194,18 +193,10 @@ def main() -> None:
         say(f"{len(case_ids)} cases recorded (not timed below): {time.perf_counter() - t0:.2f} s")
         cpu0, python0 = cpu_seconds(), time.process_time()
         t0 = time.perf_counter()
-        stored = 0
-        for first in range(0, len(case_ids), args.batch_size):
-            chunk = case_ids[first : first + args.batch_size]
-            result = match_case_batch(chunk, now=FROZEN_NOW, rules=default_rules, tz=tz, outbreaks=False)
-            stored += sum(r.exposures_inserted for r in result.cases)
-            db.session.commit()
-            if (first // args.batch_size) % 10 == 9:
-                say(f"  ... {first + len(chunk)} cases, {stored} exposures, {time.perf_counter() - t0:.1f} s")
-        t1 = time.perf_counter()
-        outbreaks = record_pending_outbreaks(default_rules, FROZEN_NOW)  # once a run, after its batches
-        db.session.commit()
-        say(f"  venue outbreaks counted after the batches: {outbreaks}, {time.perf_counter() - t1:.2f} s")
+        exposure_jobs.MATCH_BATCH = args.batch_size
+        summary = match_pending_cases(default_rules, tz, clock=lambda: FROZEN_NOW)
+        stored = summary["exposures"]
+        say(f"  the job: {summary}")
         job_seconds = time.perf_counter() - t0
         python_cpu, cpu1 = time.process_time() - python0, cpu_seconds()
         job_ms = job_seconds / len(job_sample) * 1000

@@ -21,6 +21,8 @@ from app.services.exposures.finding import (
 from app.services.exposures.storing import (
     BatchMatch,
     CaseMatch,
+    StartedBatch,
+    begin_case_batch,
     match_case,
     match_case_batch,
     pending_case_ids,
@@ -33,7 +35,9 @@ __all__ = [
     "BatchMatch",
     "CaseMatch",
     "CaseQuery",
+    "StartedBatch",
     "_Halls",
+    "begin_case_batch",
     "candidate_stays",
     "case_stays",
     "find_case_contacts",

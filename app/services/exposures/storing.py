@@ -3,14 +3,16 @@ cases marked matched, venue outbreaks recorded, in bounded batches."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, union, union_all, update
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import Case, CaseStatus, Checkin, Companion, Exposure, ExposureStatus, Venue, VenueOutbreak
@@ -65,36 +67,55 @@ def _stored_keys(case_ids: Sequence[int]) -> set[tuple[int, int, int]]:
     return set(rows.tuples())
 
 
-def _insert_ignoring_duplicates(rows: Iterable[tuple[Any, ...]], case_ids: Sequence[int]) -> Counter[int]:
-    """Insert exposure rows (tuples in _COLUMNS's order, created_at already in the driver's form),
-    skipping those already stored; the number inserted per case. The caller holds the cases' rows
-    locked (match_case_batch), and only the matcher writes exposures.
+def _begin_insert(rows: Iterable[tuple[Any, ...]], case_ids: Sequence[int]) -> tuple[Counter[int], Callable[[], None]]:
+    """Send exposure rows (tuples in _COLUMNS's order, created_at already in the driver's form),
+    skipping those already stored; returns the number sent per case and a function that waits until
+    the database has stored them (and raises if it refused them). Until then the session's connection
+    must not be used for anything else. The caller holds the cases' rows locked (match_case_batch),
+    and only the matcher writes exposures.
 
     Through the driver with plain values: SQLAlchemy's per-row parameter processing cost as much as
     the database's own work.
 
     PostgreSQL: the keys already stored for these cases are read first, and the rest go in by one
     binary COPY, which the server parses and inserts while Python writes the reasons of the next rows
-    (``rows`` is consumed lazily). The unique constraint on (case, check-in, person) still stands
-    behind it: a duplicate, which the case locks rule out, would fail the batch, never store twice.
-    A row the database refuses fails the COPY, and nothing of it is stored.
+    (``rows`` is consumed lazily). The server is usually still inserting when the last row is sent; the
+    matching job lets it finish while it reads the next batch (exposure_jobs). The unique constraint on
+    (case, check-in, person) still stands behind it: a duplicate, which the case locks rule out, would
+    fail the batch, never store twice. A row the database refuses fails the COPY, and nothing of it is
+    stored.
 
     SQLite: executemany in chunks of INSERT_CHUNK with ON CONFLICT DO NOTHING, and a count per case
-    before and after gives the numbers inserted.
+    before and after gives the numbers inserted; nothing is left to wait for.
     """
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         stored = _stored_keys(case_ids)
         inserted: Counter[int] = Counter()
-        driver = connection.connection.driver_connection
-        with driver.cursor() as cursor, cursor.copy(_COPY_EXPOSURES) as copy:
+        cursor = connection.connection.driver_connection.cursor()
+        copying = cursor.copy(_COPY_EXPOSURES)
+        copy = copying.__enter__()
+        try:
             copy.set_types(_COPY_TYPES)
             for row in rows:
                 if stored and (row[0], row[2], row[3]) in stored:
                     continue
                 copy.write_row(row)
                 inserted[row[0]] += 1
-        return inserted
+        except BaseException as exc:
+            try:
+                copying.__exit__(type(exc), exc, exc.__traceback__)  # the server drops the rows sent
+            finally:
+                cursor.close()
+            raise
+
+        def finish() -> None:
+            try:
+                copying.__exit__(None, None, None)
+            finally:
+                cursor.close()
+
+        return inserted, finish
     before = _stored_per_case(case_ids)
     sql = _INSERT_EXPOSURES_BY_STYLE[connection.dialect.paramstyle]
     chunk = []
@@ -107,7 +128,7 @@ def _insert_ignoring_duplicates(rows: Iterable[tuple[Any, ...]], case_ids: Seque
         connection.exec_driver_sql(sql, chunk)
     after = _stored_per_case(case_ids)
     after.subtract(before)
-    return after
+    return after, lambda: None
 
 
 def _driver_value(column: Any, value: Any) -> Any:
@@ -129,15 +150,47 @@ def match_case_batch(
     """Find and store the exposures of many cases together, then mark them matched. Flushes, never
     commits: the caller's transaction holds the whole batch.
 
+    Running it again for the same cases inserts nothing new (unique (case, check-in, person)).
+    An annulled case is marked matched without looking for anyone. Raises LookupError for an unknown
+    case id and ValueError for a case whose dates give no window; nothing of the batch is flushed then.
+
     With `outbreaks` the venue outbreaks of the cases' venues are counted too; without, the cases are
     marked for record_pending_outbreaks, which the matching job runs once after its batches (counting
     reads every active case's visits at those venues: once per batch, a run of many batches read them
     again and again).
-
-    Running it again for the same cases inserts nothing new (unique (case, check-in, person)).
-    An annulled case is marked matched without looking for anyone. Raises LookupError for an unknown
-    case id and ValueError for a case whose dates give no window; nothing of the batch is flushed then.
     """
+    batch = begin_case_batch(case_ids, now=now, rules=rules, tz=tz, outbreaks=outbreaks)
+    result = batch.complete()
+    if not outbreaks:
+        return result
+    recorded = record_outbreaks(batch.venue_ids, rules, now)
+    db.session.flush()
+    return BatchMatch([dataclasses.replace(r, outbreaks=recorded) for r in result.cases], recorded)
+
+
+@dataclass
+class StartedBatch:
+    """A batch whose exposures were sent to the database (begin_case_batch), not yet all stored."""
+
+    session: Session
+    results: list[CaseMatch]
+    venue_ids: set[int]  # of the cases' own visits in their windows (for counting outbreaks)
+    _finish: Callable[[], None]
+
+    def complete(self) -> BatchMatch:
+        """Wait until the database has stored the exposures (raises if it refused one), and flush the
+        cases' windows and marks. Uses only this batch's session: it may run in another thread, while
+        the thread that began it goes on with a session of its own."""
+        self._finish()
+        self.session.flush()
+        return BatchMatch(self.results, 0)
+
+
+def begin_case_batch(
+    case_ids: Sequence[int], *, now: datetime, rules: MatchRules, tz: ZoneInfo, outbreaks: bool = True
+) -> StartedBatch:
+    """match_case_batch up to sending the exposures; StartedBatch.complete does the rest. Until then
+    the session (db.session, kept in the result) must not be used for anything else."""
     # Locked until the batch commits: annulling a case locks it too, so an annulment waits for the batch
     # and then withdraws the exposures it stored, and a batch that comes second sees the case annulled.
     # Unlocked, an annulment committed mid-batch would leave new exposures of an annulled case behind.
@@ -160,6 +213,12 @@ def match_case_batch(
     zones = {venue_id: ZoneInfo(venue.timezone) for venue_id, venue in venues.items()}
     created_at = _driver_value(Exposure.__table__.c.created_at, now)
     new = ExposureStatus.NEW.value
+    # Set before the rows go out: nothing may query (and so autoflush) while they are being sent.
+    for case_id, window in windows.items():
+        loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window
+    for case_id in case_ids:
+        loaded[case_id].matched_at = now
+        loaded[case_id].outbreaks_pending = not outbreaks
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for case_id, (_stays, contacts) in found.items():
@@ -182,21 +241,13 @@ def match_case_batch(
                 )
 
     # No venue means no contact: nothing to insert or count.
-    inserted = _insert_ignoring_duplicates(rows(), list(found)) if venue_ids else Counter()
-    for case_id, window in windows.items():
-        loaded[case_id].window_starts_at, loaded[case_id].window_ends_at = window
-    db.session.flush()  # the windows, which record_outbreaks reads
-    recorded = 0
-    if outbreaks:
-        recorded = record_outbreaks({s.venue_id for stays, _contacts in found.values() for s in stays}, rules, now)
+    inserted, finish = _begin_insert(rows(), list(found)) if venue_ids else (Counter(), lambda: None)
     results = []
     for case_id in case_ids:
-        loaded[case_id].matched_at = now
-        loaded[case_id].outbreaks_pending = not outbreaks
         stays, contacts = found.get(case_id, ([], []))
-        results.append(CaseMatch(case_id, len(stays), len(contacts), inserted[case_id], recorded))
-    db.session.flush()
-    return BatchMatch(results, recorded)
+        results.append(CaseMatch(case_id, len(stays), len(contacts), inserted[case_id], 0))
+    stay_venues = {s.venue_id for stays, _contacts in found.values() for s in stays}
+    return StartedBatch(db.session(), results, stay_venues, finish)
 
 
 def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo, outbreaks: bool = True) -> CaseMatch:

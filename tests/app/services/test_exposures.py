@@ -388,24 +388,28 @@ def test_the_job_commits_per_case_so_a_failure_reruns_only_that_case(
     f.checkin(other, venue, start + timedelta(minutes=5), minutes=10)
     c1 = _case(sick1, now - timedelta(minutes=2))
     c2 = _case(sick2, now - timedelta(minutes=1))
-    real_insert = exposures.storing._insert_ignoring_duplicates
+    real_insert = exposures.storing._begin_insert
 
     def crash_on_second_case(rows: Any, case_ids: list[int]) -> Any:
-        # Fails whenever the second case is being matched, after its exposures went in, so the batch of
+        # Fails whenever the second case is being matched, once its exposures are stored, so the batch of
         # both fails, then the second case alone does.
-        inserted = real_insert(rows, case_ids)
-        if c2.id in case_ids:
-            raise RuntimeError("power cut after the exposures were inserted")
-        return inserted
+        inserted, finish = real_insert(rows, case_ids)
 
-    monkeypatch.setattr(exposures.storing, "_insert_ignoring_duplicates", crash_on_second_case)
+        def power_cut() -> None:
+            finish()
+            if c2.id in case_ids:
+                raise RuntimeError("power cut after the exposures were inserted")
+
+        return inserted, power_cut
+
+    monkeypatch.setattr(exposures.storing, "_begin_insert", crash_on_second_case)
     assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 1, "matched_again": 0, "outbreaks": 0}
     db.session.expire_all()
     assert db.session.get(Case, c1.id).matched_at is not None
     assert db.session.get(Case, c2.id).matched_at is None
     assert db.session.scalars(select(Exposure.case_id)).all() == [c1.id]  # the second case rolled back whole
 
-    monkeypatch.setattr(exposures.storing, "_insert_ignoring_duplicates", real_insert)
+    monkeypatch.setattr(exposures.storing, "_begin_insert", real_insert)
     # Both cases were at the venue within a week: the second one makes an outbreak.
     assert run_job(app, "match_cases") == {"cases": 1, "exposures": 1, "failed": 0, "matched_again": 0, "outbreaks": 1}
     assert run_job(app, "match_cases") == {"cases": 0, "exposures": 0, "failed": 0, "matched_again": 0, "outbreaks": 0}
