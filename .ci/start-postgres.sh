@@ -2,7 +2,9 @@
 # Start a throwaway PostgreSQL server from Debian's packages in a temporary directory, on loopback.
 # Prints the SQLAlchemy URL of an empty database on stdout. Usage: .ci/start-postgres.sh [PORT]
 set -euo pipefail
-port="${1:-55432}"
+# Below the kernel's ephemeral range (32768-60999 on Linux): a client socket of the load benchmarks
+# or the test suite can hold a port up there for a moment, and then the server cannot listen on it.
+port="${1:-25432}"
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$bindir" ]; then
   echo "PostgreSQL server binaries not found (apt-get install postgresql)" >&2
