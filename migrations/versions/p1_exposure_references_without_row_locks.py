@@ -24,6 +24,7 @@ Revises: o1_outbox_recipient_hash
 """
 
 import importlib.util
+import re
 from pathlib import Path
 
 from alembic import op
@@ -55,48 +56,27 @@ def _with_lock(function: str, lock: str) -> str:
     return f"{head}\nBEGIN\n  PERFORM {lock}({LOCK_KEYS});{body}"
 
 
-def _insert_function(references) -> str:
-    declarations = "\n".join(f"  {column}s int[];" for column, _, _, _ in references)
-    collect = ", ".join(
-        f"array_agg(DISTINCT {column}) FILTER (WHERE {column} IS NOT NULL)" for column, _, _, _ in references
+# n1's check of one reference column: lock the parents it names, and count them.
+_LOCKED_CHECK = re.compile(
+    r"PERFORM 1 FROM (\w+) WHERE id = ANY\((\w+)\) FOR KEY SHARE;\n\s*GET DIAGNOSTICS found = ROW_COUNT;"
+)
+
+
+def _insert_function(n1) -> str:
+    """n1's insert check, counting the parents without locking them, after taking the lock."""
+    function, checks = _LOCKED_CHECK.subn(
+        r"SELECT count(*) INTO found FROM \1 WHERE id = ANY(\2);", n1._insert_function()
     )
-    into = ", ".join(f"{column}s" for column, _, _, _ in references)
-    checks = []
-    for column, parent, constraint, _ in references:
-        detail = (
-            f"format('Key ({column})=(%s) is not present in table \"{parent}\".', "
-            f"(SELECT string_agg(x::text, ', ') FROM unnest({column}s) AS x "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = x)))"
-        )
-        checks.append(
-            f"""
-  IF {column}s IS NOT NULL THEN
-    SELECT count(*) INTO found FROM {parent} WHERE id = ANY({column}s);
-    IF found < cardinality({column}s) THEN
-      RAISE foreign_key_violation USING
-        MESSAGE = 'insert or update on table "exposures" violates foreign key constraint "{constraint}"',
-        DETAIL = {detail}, CONSTRAINT = '{constraint}', TABLE = 'exposures';
-    END IF;
-  END IF;"""
-        )
-    return f"""
-CREATE OR REPLACE FUNCTION exposures_references_exist() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-{declarations}
-  found bigint;
-BEGIN
-  PERFORM pg_advisory_xact_lock({LOCK_KEYS});
-  SELECT {collect} INTO {into} FROM new_exposures;{"".join(checks)}
-  RETURN NULL;
-END
-$$"""
+    if checks != len(n1.REFERENCES):
+        raise RuntimeError(f"expected {len(n1.REFERENCES)} checks in n1's insert function, found {checks}")
+    return _with_lock(function, "pg_advisory_xact_lock")
 
 
 def upgrade():
     if op.get_bind().dialect.name != "postgresql":
         return
     n1 = _n1()
-    op.execute(_insert_function(n1.REFERENCES))
+    op.execute(_insert_function(n1))
     for parent in n1.PARENTS:
         op.execute(_with_lock(n1._parent_deleted_function(parent), "pg_advisory_xact_lock_shared"))
         op.execute(_with_lock(n1._parent_renumbered_function(parent), "pg_advisory_xact_lock_shared"))

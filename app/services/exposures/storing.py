@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, union, union_all, update
+from sqlalchemy import Select, func, select, union, union_all, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -255,6 +255,26 @@ def match_case(case_id: int, *, now: datetime, rules: MatchRules, tz: ZoneInfo, 
     return match_case_batch([case_id], now=now, rules=rules, tz=tz, outbreaks=outbreaks).cases[0]
 
 
+def _visits_in_window(columns: Sequence[Any], *where: Any) -> tuple[Select[Any], Select[Any]]:
+    """Active cases' visits inside their infectious windows, as two selects of `columns` (of Case and
+    Checkin): their own visits, and those they came to as a companion (as matching counts them)."""
+    in_window = (
+        Case.status == CaseStatus.ACTIVE,
+        Case.window_starts_at.is_not(None),
+        Checkin.checked_in_at < Case.window_ends_at,
+        Checkin.checked_in_at >= Case.window_starts_at,
+        *where,
+    )
+    own = select(*columns).join_from(Case, Checkin, Checkin.person_id == Case.person_id).where(*in_window)
+    as_companion = (
+        select(*columns)
+        .join_from(Case, Companion, Companion.person_id == Case.person_id)
+        .join(Checkin, Checkin.id == Companion.checkin_id)
+        .where(*in_window)
+    )
+    return own, as_companion
+
+
 # Through the partial index ix_cases_outbreaks_pending: normally none, or one run's cases.
 PENDING_OUTBREAKS_QUERY = select(Case.id).where(Case.outbreaks_pending).order_by(Case.id)
 
@@ -265,21 +285,9 @@ def record_pending_outbreaks(rules: MatchRules, now: datetime) -> int:
     to as a companion), and clear their marks; the number of outbreaks recorded. Flushes, never commits."""
     pending = list(db.session.scalars(PENDING_OUTBREAKS_QUERY))
     venues: set[int] = set()
-    in_window = (
-        Case.window_starts_at.is_not(None),
-        Checkin.checked_in_at < Case.window_ends_at,
-        Checkin.checked_in_at >= Case.window_starts_at,
-    )
     for first in range(0, len(pending), PEOPLE_PER_QUERY):
         chunk = pending[first : first + PEOPLE_PER_QUERY]
-        own = select(Checkin.venue_id).join(Case, Checkin.person_id == Case.person_id)
-        as_companion = (
-            select(Checkin.venue_id)
-            .join(Companion, Companion.checkin_id == Checkin.id)
-            .join(Case, Companion.person_id == Case.person_id)
-        )
-        both = union(own.where(Case.id.in_(chunk), *in_window), as_companion.where(Case.id.in_(chunk), *in_window))
-        venues.update(db.session.scalars(both))
+        venues.update(db.session.scalars(union(*_visits_in_window((Checkin.venue_id,), Case.id.in_(chunk)))))
     recorded = record_outbreaks(venues, rules, now)
     for first in range(0, len(pending), PEOPLE_PER_QUERY):
         db.session.execute(
@@ -302,26 +310,10 @@ def record_outbreaks(venue_ids: Iterable[int], rules: MatchRules, now: datetime,
     venues = sorted(set(venue_ids))
     rows: list[Any] = []
     stored: dict[tuple[int, datetime], VenueOutbreak] = {}
-    in_window = (
-        Case.status == CaseStatus.ACTIVE,
-        Case.window_starts_at.is_not(None),
-        Checkin.checked_in_at < Case.window_ends_at,
-        Checkin.checked_in_at >= Case.window_starts_at,
-    )
     for first in range(0, len(venues), PEOPLE_PER_QUERY):
         chunk = venues[first : first + PEOPLE_PER_QUERY]
-        own = (
-            select(Case.person_id, Checkin.venue_id, Checkin.checked_in_at)
-            .join(Checkin, Checkin.person_id == Case.person_id)
-            .where(Checkin.venue_id.in_(chunk), *in_window)
-        )
-        as_companion = (
-            select(Case.person_id, Checkin.venue_id, Checkin.checked_in_at)
-            .join(Companion, Companion.person_id == Case.person_id)
-            .join(Checkin, Checkin.id == Companion.checkin_id)
-            .where(Checkin.venue_id.in_(chunk), *in_window)
-        )
-        rows.extend(db.session.execute(union_all(own, as_companion)).tuples())
+        columns = (Case.person_id, Checkin.venue_id, Checkin.checked_in_at)
+        rows.extend(db.session.execute(union_all(*_visits_in_window(columns, Checkin.venue_id.in_(chunk)))).tuples())
         for outbreak in db.session.scalars(select(VenueOutbreak).where(VenueOutbreak.venue_id.in_(chunk))):
             stored[(outbreak.venue_id, _utc(outbreak.window_starts_at))] = outbreak
     found = 0
