@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,19 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def handle_domain_error(exc: DomainError) -> tuple[Response | str, int]:
         return _respond(exc.status, exc.message, exc.field)
+
+    @app.errorhandler(RateLimitExceeded)
+    def handle_rate_limited(exc: RateLimitExceeded) -> tuple[Response | str, int]:
+        # Flask-Limiter's own text is the limit ("2 per 1 hour"); say what to do instead, in the visitor's
+        # language on their pages. The Retry-After header (headers_enabled) carries the same time.
+        from app.extensions import limiter
+        from app.services.i18n import t
+
+        current = limiter.current_limit
+        wait_s = current.reset_at - time.time() if current is not None else exc.limit.limit.get_expiry()
+        minutes = max(1, round(wait_s / 60))
+        lang = "en" if wants_json() else g.get("visitor_lang", "en")
+        return _respond(429, t("rate_limited", lang, minutes=minutes))
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:

@@ -30,13 +30,14 @@ PATHS: dict[str, Any] = {
         "post": {
             "tags": ["visitors"],
             "summary": "Send a one-time sign-in code by SMS",
-            "description": "The same answer for every valid number, known or not. Limited per number and per address.",
+            "description": "The same answer for every valid number, known or not. Limited per number, per "
+            "address and per device: the app's `device_id` if it sends one, else the session cookie.",
             "requestBody": _json_body("CodeRequest"),
             "responses": {
                 "202": _ok("A code is on its way.", "CodeRequested"),
                 "400": BAD_INPUT,
                 "415": NOT_JSON,
-                "429": _error("Too many codes for this number or from this address in the last hour."),
+                "429": _error("Too many codes for this number, from this address or this device in the last hour."),
             },
         }
     },
@@ -113,6 +114,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "phone": {"type": "string", "maxLength": 32, "example": "+7 916 123-45-67"},
             "lang": {"type": "string", "enum": ["ru", "en"], "default": "ru"},
+            "device_id": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9._:-]{8,128}$",
+                "description": "The app installation's own stable id; code requests are counted per device.",
+            },
         },
     },
     "CodeRequested": {

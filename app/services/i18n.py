@@ -28,6 +28,10 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Send the 9-digit code from the poster (and party size: 123456789 3). To leave: OUT",
     ),
     "sms_bad_party": ("Число гостей: от 1 до 50, например 123456789 3", "Party size: 1 to 50, e.g. 123456789 3"),
+    "rate_limited": (
+        "Слишком много попыток. Попробуйте снова через {minutes} мин.",
+        "Too many attempts. Please try again in {minutes} min.",
+    ),
     "too_many_codes": (
         "Слишком много кодов для этого номера. Попробуйте через час.",
         "Too many codes for this number. Please try again in an hour.",

@@ -18,6 +18,7 @@ from app.extensions import db, limiter
 from app.models import Checkin, CheckinSource, Entrance, Person, Venue, utcnow
 from app.services import checkins, device_checkin, kiosks, posters, sign_in
 from app.views.visitors import current_person
+from app.views.visitors.identity import APP_DEVICE_ID, code_request_device_key
 from venue_kiosk import codes
 
 bp = Blueprint("visitors_api", __name__, url_prefix="/api/v1")
@@ -80,8 +81,18 @@ def visit_json(visit: Checkin, venue: Venue | None = None) -> dict[str, Any]:
 
 @bp.post("/visitors/code")
 @limiter.limit(lambda: f"{sign_in.setting('OTP_PER_ADDRESS_PER_HOUR')}/hour", scope="visitor-code-address")
+@limiter.limit(
+    lambda: f"{sign_in.setting('OTP_PER_DEVICE_PER_HOUR')}/hour",
+    key_func=code_request_device_key,
+    scope="visitor-code-device",
+)
 def request_code() -> Any:
     body = json_body()
+    device_id = _string(body, "device_id", 128, required=False)
+    if device_id and not APP_DEVICE_ID.match(device_id):
+        raise ValidationError(
+            "'device_id' must be 8 to 128 letters, digits or the characters . _ : -", field="device_id"
+        )
     lang = body.get("lang") if body.get("lang") in ("ru", "en") else "ru"
     created = sign_in.request_code(_string(body, "phone", 32), utcnow(), lang=lang)
     return jsonify(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, request, session
 from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -19,6 +21,22 @@ bp = Blueprint("visitors", __name__)
 
 DEVICE_COOKIE = "device"
 LANG_COOKIE = "lang"
+# A city app names its installation with `device_id` when it asks for a sign-in code (JSON API).
+APP_DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+def code_request_device_key() -> str:
+    """Whom the per-device limit on SMS code requests counts: the app installation's `device_id` if the
+    JSON request names one, else this browser's anonymous session id (set on first use). A client that
+    throws both away each time is still held by the per-address and per-number limits."""
+    body = request.get_json(silent=True) if request.is_json else None
+    named = body.get("device_id") if isinstance(body, dict) else None
+    if isinstance(named, str) and APP_DEVICE_ID.match(named):
+        return "app:" + named
+    anon = session.get("anon")
+    if not isinstance(anon, str):
+        anon = session["anon"] = secrets.token_urlsafe(12)
+    return "device:" + anon
 
 
 @bp.before_request

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
@@ -14,7 +13,7 @@ from app.extensions import db, limiter
 from app.models import utcnow
 from app.services import mosru, sign_in
 from app.views.visitors.checkin import _do_check_in, place_for
-from app.views.visitors.identity import bp, set_device_cookie
+from app.views.visitors.identity import bp, code_request_device_key, set_device_cookie
 
 _NEXT = re.compile(r"^/(?:p/[A-Za-z0-9]{1,160}|k/here|me)$")
 
@@ -26,17 +25,12 @@ def _safe_next(value: str | None) -> str:
 # --- sign-in by SMS code --------------------------------------------------------------------------
 
 
-def _device_key() -> str:
-    anon = session.get("anon")
-    if not isinstance(anon, str):
-        anon = session["anon"] = secrets.token_urlsafe(12)
-    return "device:" + anon
-
-
 @bp.post("/signin/code")
 @limiter.limit(lambda: f"{sign_in.setting('OTP_PER_ADDRESS_PER_HOUR')}/hour", scope="visitor-code-address")
 @limiter.limit(
-    lambda: f"{sign_in.setting('OTP_PER_DEVICE_PER_HOUR')}/hour", key_func=_device_key, scope="visitor-code-device"
+    lambda: f"{sign_in.setting('OTP_PER_DEVICE_PER_HOUR')}/hour",
+    key_func=code_request_device_key,
+    scope="visitor-code-device",
 )
 def request_code() -> BaseResponse:
     now = utcnow()

@@ -165,3 +165,25 @@ def test_a_kiosk_screen_code_checks_in_at_the_kiosks_entrance(client: FlaskClien
     again = client.post("/api/v1/checkins", json={"kiosk_code": fresh}, headers=auth)
     assert again.status_code == 200 and again.json["checkin"]["id"] == visit.id
     assert client.post("/api/v1/checkins", json={"kiosk_code": fresh}).status_code == 401
+
+
+def test_code_requests_are_limited_per_app_device(
+    client: FlaskClient, app: Any, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The address limit stays above what is sent here, so each refusal is the device's.
+    monkeypatch.setitem(app.config, "OTP_PER_DEVICE_PER_HOUR", 2)
+    monkeypatch.setitem(app.config, "OTP_PER_ADDRESS_PER_HOUR", 50)
+
+    def ask(i: int, **extra: str) -> int:
+        return client.post("/api/v1/visitors/code", json={"phone": f"+7916910{i:04d}", **extra}).status_code
+
+    assert [ask(i, device_id="install-aaaa-0001") for i in range(3)] == [202, 202, 429]
+    assert ask(3, device_id="install-bbbb-0002") == 202  # another installation is not held back
+    # Without a device_id the session cookie is the device: this client's, once, then a fresh client's.
+    assert [ask(i) for i in range(4, 7)] == [202, 202, 429]
+    assert app.test_client().post("/api/v1/visitors/code", json={"phone": "+79169109999"}).status_code == 202
+    # A malformed id is refused before any code goes out.
+    for junk in ("x y", "short", "x" * 10_000, 12):
+        bad = app.test_client().post("/api/v1/visitors/code", json={"phone": "+79169108888", "device_id": junk})
+        assert bad.status_code == 400 and bad.json["field"] == "device_id", bad.json
+    assert db.session.scalar(select(func.count()).select_from(LoginCode)) == 6

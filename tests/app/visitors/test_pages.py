@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import g
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -202,3 +203,25 @@ def test_code_requests_per_address_are_limited(
         for i in range(3)
     ]
     assert statuses == [303, 303, 429]
+
+
+def test_code_requests_per_device_are_limited(
+    client: FlaskClient, app: Any, poster: Poster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "OTP_PER_DEVICE_PER_HOUR", 2)
+    monkeypatch.setitem(app.config, "OTP_PER_ADDRESS_PER_HOUR", 50)
+
+    def ask(browser: FlaskClient, i: int) -> int:
+        # The test's app context outlives requests, and Flask-WTF keeps the form token in `g`: forget it, as
+        # a new request context would, so that each browser gets its own.
+        g.pop("csrf_token", None)
+        token = csrf_token(browser.get(poster.path).text)
+        data = {"csrf_token": token, "phone": f"+7916920{i:04d}", "next": poster.path}
+        answer = browser.post("/signin/code", data=data)
+        if answer.status_code == 429:  # a sentence in the page's language, not the limit's own notation
+            assert "Слишком много попыток. Попробуйте снова через 60 мин." in answer.text, answer.text
+            assert "per 1 hour" not in answer.text and answer.headers["Retry-After"]
+        return answer.status_code
+
+    assert [ask(client, i) for i in range(3)] == [303, 303, 429]
+    assert ask(app.test_client(), 3) == 303  # another browser from the same address is not held back
