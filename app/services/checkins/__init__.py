@@ -5,6 +5,9 @@ Rules (PRODUCT.md, "Default rules"):
 - a repeat check-in at the venue of the open visit continues it: no new row; the planned end moves to
   `now + default stay` if that is later (the person is evidently still there), the party size can grow
   (never shrink) and new companions are added;
+- no visit lasts longer than MAX_VISIT (24 h), which matching relies on: a repeat check-in whose
+  continuation would outlast it ends the open visit at `now` (reason next_checkin) and opens a new one
+  at the same venue with the same party;
 - a check-in elsewhere ends the open visit at `now` (reason next_checkin);
 - an open visit whose planned end already passed is closed at its planned end (reason auto), never at
   `now`, so a forgotten check-out cannot stretch a stay;
@@ -17,7 +20,6 @@ Rules (PRODUCT.md, "Default rules"):
 
 from app.services.checkins.own_visits import (
     MAX_CORRECTION_SHIFT,
-    MAX_VISIT,
     correct_times,
     own_visit,
     visits_of,
@@ -29,6 +31,7 @@ from app.services.checkins.quick import (
     INSERT_OPEN,
     SEEN_UPDATE,
     CheckinBusy,
+    NeedsGeneralPath,
     QuickResult,
     QuickStep,
     VisitView,
@@ -40,11 +43,13 @@ from app.services.checkins.quick import (
 )
 from app.services.checkins.rules import (
     MAX_PARTY_SIZE,
+    MAX_VISIT,
     CheckinResult,
     VenueClosed,
     check_in,
     check_out,
     continued_until,
+    continues,
     ending,
     open_visit,
     validate_party,
@@ -61,6 +66,7 @@ __all__ = [
     "_OPEN_VISIT",
     "CheckinBusy",
     "CheckinResult",
+    "NeedsGeneralPath",
     "QuickResult",
     "QuickStep",
     "VenueClosed",
@@ -68,6 +74,7 @@ __all__ = [
     "check_in",
     "check_out",
     "continued_until",
+    "continues",
     "correct_times",
     "created",
     "ending",

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from app.errors import NotFoundError, ValidationError
 from app.extensions import db
 from app.models import MAX_ROW_ID, Checkin, CheckoutReason, Person
+from app.services.checkins.rules import MAX_VISIT
 
-MAX_VISIT = timedelta(hours=24)
 # A correction may move a visit, not invent another one: the new start stays this close to the old.
 MAX_CORRECTION_SHIFT = timedelta(hours=24)
 

@@ -13,7 +13,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models import Checkin, CheckinSource, CheckoutReason, Person, Venue
 from app.services import people, posters
-from app.services.checkins.rules import check_in_time, continued_until, ending
+from app.services.checkins.rules import check_in_time, continued_until, continues, ending
 
 # A visitor alone (no companions, no client id) checking in through the API is the busiest path of
 # the whole service. It applies the same rules as check_in (through `ending` and `continued_until`)
@@ -61,6 +61,11 @@ class QuickResult:
 
 class CheckinBusy(DomainError):
     status = 503
+
+
+class NeedsGeneralPath(Exception):
+    """The open visit must end and a new one carry its companions (it would outlast MAX_VISIT): a job for
+    the general path (rules.check_in), which the caller runs instead, in the same transaction."""
 
 
 _c = Checkin.__table__
@@ -140,8 +145,13 @@ def quick_step(
     )
     if venue_id == venue.venue_id and planned_checkout_at > now:
         until = continued_until(planned_checkout_at, now, timedelta(minutes=venue.default_stay_minutes))
-        writes = [(EXTEND_UPDATE, {"b_id": visit_id, "b_until": until})]
-        return QuickStep(writes, QuickResult(replace(visit, planned_checkout_at=until), "continued", ended), ended, now)
+        if continues(checked_in_at, until):
+            writes = [(EXTEND_UPDATE, {"b_id": visit_id, "b_until": until})]
+            result = QuickResult(replace(visit, planned_checkout_at=until), "continued", ended)
+            return QuickStep(writes, result, ended, now)
+        if party_size > 1:
+            raise NeedsGeneralPath
+        # Alone, and continuing would outlast MAX_VISIT: ended here like a visit elsewhere, and begun again.
     # Elsewhere, or here after its planned end (which `ending` turns into an automatic end).
     out_at, out_reason = ending(checked_in_at, planned_checkout_at, now, CheckoutReason.NEXT_CHECKIN)
     writes = [(CLOSE_UPDATE, {"b_id": visit_id, "b_out": out_at, "b_reason": out_reason})]

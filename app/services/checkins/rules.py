@@ -16,6 +16,9 @@ from app.models import Checkin, CheckinSource, CheckoutReason, Companion, Entran
 from app.services import people
 
 MAX_PARTY_SIZE = 50
+# No visit lasts longer: matching reads a visit as ending at most this long after it began
+# (exposures.MAX_STAY), and venues' default stay is at most this long (ck_venues_default_stay_range).
+MAX_VISIT = timedelta(hours=24)
 
 
 class VenueClosed(DomainError):
@@ -158,19 +161,19 @@ def _check_in_once(
         if current is not None and current.planned_checkout_at <= now:
             _end(current, now, CheckoutReason.AUTO)
             ended, current = current, None
+        carried: Checkin | None = None
         if current is not None and current.venue_id == venue.id:
-            current.planned_checkout_at = continued_until(current.planned_checkout_at, now, stay)
-            current.party_size = max(current.party_size, party_size)
-            _add_companions(current, phones, current.party_size, now)
-            # A companion number not given before joins the party: the party grows to hold everyone.
-            if len(current.companions) + 1 > MAX_PARTY_SIZE:
-                raise ValidationError(
-                    f"A party has at most {MAX_PARTY_SIZE} people, companions with numbers included.",
-                    field="companion_phones",
-                )
-            current.party_size = max(current.party_size, len(current.companions) + 1)
-            db.session.flush()
-            return CheckinResult(current, "continued", None)
+            until = continued_until(current.planned_checkout_at, now, stay)
+            if continues(current.checked_in_at, until):
+                current.planned_checkout_at = until
+                current.party_size = max(current.party_size, party_size)
+                _add_companions(current, phones, current.party_size, now)
+                _check_party_size(current)
+                db.session.flush()
+                return CheckinResult(current, "continued", None)
+            # Continuing would outlast MAX_VISIT: the visit ends here and a new one, with the same party,
+            # begins, so that the person stays covered.
+            carried = current
         if current is not None:
             _end(current, now, CheckoutReason.NEXT_CHECKIN)
             ended = current
@@ -189,14 +192,34 @@ def _check_in_once(
             created_at=now,
         )
         db.session.add(visit)
-        _add_companions(visit, phones, party_size, now)
+        if carried is not None:
+            visit.party_size = max(carried.party_size, party_size)
+            visit.companions.extend(Companion(person_id=c.person_id) for c in carried.companions)
+        _add_companions(visit, phones, visit.party_size, now)
+        _check_party_size(visit)
         db.session.flush()
     return CheckinResult(visit, "created", ended)
+
+
+def _check_party_size(visit: Checkin) -> None:
+    """A companion number not given before joins the party: the party grows to hold everyone."""
+    if len(visit.companions) + 1 > MAX_PARTY_SIZE:
+        raise ValidationError(
+            f"A party has at most {MAX_PARTY_SIZE} people, companions with numbers included.",
+            field="companion_phones",
+        )
+    visit.party_size = max(visit.party_size, len(visit.companions) + 1)
 
 
 def continued_until(planned_checkout_at: datetime, now: datetime, stay: timedelta) -> datetime:
     """A repeat check-in at the open visit's venue: the person is evidently still there."""
     return max(planned_checkout_at, now + stay)
+
+
+def continues(checked_in_at: datetime, until: datetime) -> bool:
+    """Whether a visit that began at `checked_in_at` may continue until `until`: for at most MAX_VISIT.
+    Otherwise a repeat check-in ends it and opens a new visit at the same venue."""
+    return until - checked_in_at <= MAX_VISIT
 
 
 def check_out(person: Person, now: datetime) -> Checkin | None:

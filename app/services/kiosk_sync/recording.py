@@ -16,6 +16,7 @@ from app.errors import DomainError, is_transient_database_error
 from app.extensions import db
 from app.models import Checkin, CheckinSource, CheckoutReason, Person
 from app.services import people
+from app.services.checkins.rules import MAX_VISIT
 from app.services.kiosk_sync.enrolment import KioskContext
 
 WRITE_ATTEMPTS = 3
@@ -43,7 +44,7 @@ class VerifiedItem(NamedTuple):
 
 # --- recording: the visit rules applied to a whole batch ------------------------------------------------
 
-MAX_STAY = timedelta(hours=24)  # venues' default stay is at most 24 h (ck_venues_default_stay_range)
+MAX_STAY = MAX_VISIT  # no visit lasts longer; venues' default stay is at most as long
 _CONTINUED = "Checked in; the visit already in progress here continues."
 _CREATED = "Checked in."
 
@@ -85,7 +86,8 @@ def plan_visits(
     """Apply one person's kiosk check-ins, oldest first, to their known visits (pure; no I/O).
 
     The rules of app/services/checkins/rules.py, extended to check-ins that arrive late from an offline kiosk:
-    - a check-in inside a visit at this venue continues it (an open visit's planned end moves to t + stay);
+    - a check-in inside a visit at this venue continues it (an open visit's planned end moves to t + stay),
+      unless the open visit would then last longer than MAX_STAY: then it ends at t and a new one begins;
     - otherwise the open visit that began before t ends at t (or at its planned end if that passed), and
       a visit elsewhere that ended after t is cut back to t, whatever ended it: its planned end, a check-in
       elsewhere (that one may itself have arrived late, and later than t), or the visitor;
@@ -102,7 +104,9 @@ def plan_visits(
     for item in ordered:
         t = item.observed_at
         here = [v for v in plan.visits if v.venue_id == venue_id and v.checked_in_at <= t < v.ends_at]
-        if here:
+        # A visit lasts at most MAX_STAY: one that would outlast it by continuing ends at t (below) and a
+        # new one begins.
+        if here and (here[-1].checked_out_at is not None or t + stay - here[-1].checked_in_at <= MAX_STAY):
             visit = here[-1]
             if visit.checked_out_at is None and visit.planned_checkout_at < t + stay:
                 visit.planned_checkout_at, visit.is_changed = t + stay, True

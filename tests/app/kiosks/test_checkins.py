@@ -323,6 +323,28 @@ def test_a_late_item_cuts_back_a_visit_elsewhere_whose_end_came_from_a_later_che
     assert plan.outcomes == {0: ("accepted", "Checked in.")}
 
 
+def test_a_scan_that_would_stretch_a_visit_past_a_day_ends_it_and_begins_another(now: datetime) -> None:
+    stay = timedelta(hours=10)
+    start = now - timedelta(hours=20)
+    known = [recording.PlannedVisit(1, start, start + timedelta(hours=19), id=1)]  # continued once, at 9 h
+    items = [
+        recording.VerifiedItem(0, "a", 7, start + timedelta(hours=12), CheckinSource.KIOSK_SCANNER),  # to 22 h
+        recording.VerifiedItem(1, "b", 7, start + timedelta(hours=18), CheckinSource.KIOSK_SCANNER),  # to 28 h
+    ]
+    plan = recording.plan_visits(known, items, 1, stay, now)
+    spans = [(v.checked_in_at - start, v.checked_out_at, v.checkout_reason) for v in plan.visits]
+    at18 = start + timedelta(hours=18)
+    assert spans == [(timedelta(0), at18, CheckoutReason.NEXT_CHECKIN), (timedelta(hours=18), None, None)]
+    assert plan.visits[1].planned_checkout_at == at18 + stay
+    assert plan.outcomes == {
+        0: ("accepted", "Checked in; the visit already in progress here continues."),
+        1: (
+            "accepted",
+            "Checked in.",
+        ),
+    }
+
+
 def test_a_checkin_whose_stay_already_ended_is_recorded_closed(client: FlaskClient, db: Any, api_now: datetime) -> None:
     kiosk = enrol_kiosk(factories.venue(), api_now - timedelta(days=2))
     visitor = factories.person()

@@ -187,3 +187,34 @@ def test_code_requests_are_limited_per_app_device(
         bad = app.test_client().post("/api/v1/visitors/code", json={"phone": "+79169108888", "device_id": junk})
         assert bad.status_code == 400 and bad.json["field"] == "device_id", bad.json
     assert db.session.scalar(select(func.count()).select_from(LoginCode)) == 6
+
+
+@pytest.mark.parametrize("party", [1, 3])
+def test_a_repeat_check_in_that_would_outlast_a_day_begins_a_new_visit(
+    client: FlaskClient, db: Any, poster: Poster, monkeypatch: pytest.MonkeyPatch, party: int
+) -> None:
+    from app.views import visitors_api
+
+    auth = {"Authorization": f"Bearer {device_token(client, db)}"}
+    start = utcnow()
+    poster.venue.default_stay_minutes = 600
+    db.session.commit()
+    monkeypatch.setattr(visitors_api, "utcnow", lambda: start)
+    first = client.post("/api/v1/checkins", json={"poster_token": poster.token, "party_size": party}, headers=auth)
+    assert first.status_code == 201
+    later = start + timedelta(hours=9)
+    monkeypatch.setattr(visitors_api, "utcnow", lambda: later)
+    assert client.post("/api/v1/checkins", json={"poster_token": poster.token}, headers=auth).status_code == 200
+    # A party's visit takes the general path (its companions move along); a visitor alone stays on the fast one.
+    latest = start + timedelta(hours=18)
+    monkeypatch.setattr(visitors_api, "utcnow", lambda: latest)
+    again = client.post("/api/v1/checkins", json={"poster_token": poster.token}, headers=auth)
+    assert again.status_code == 201, again.json
+    assert again.json["ended"]["id"] == first.json["checkin"]["id"]
+    assert again.json["ended"]["checkout_reason"] == "next_checkin"
+    assert again.json["checkin"]["party_size"] == party
+    rows = db.session.scalars(select(Checkin).order_by(Checkin.id)).all()
+    assert [(r.checked_in_at, r.checked_out_at, r.party_size, len(r.companions)) for r in rows] == [
+        (start, latest, party, party - 1),
+        (latest, None, party, party - 1),
+    ]

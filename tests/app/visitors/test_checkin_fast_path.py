@@ -48,7 +48,7 @@ def shape(visit: Any) -> tuple[Any, ...] | None:
 steps = st.lists(
     st.tuples(
         st.sampled_from(["check_in", "check_in", "check_in", "check_out"]),
-        st.integers(0, 2),  # which venue
+        st.integers(0, 3),  # which venue
         # minutes since the previous step; the stays themselves hit the planned end exactly
         st.one_of(st.sampled_from([0, 30, 60, 180]), st.integers(0, 200)),
     ),
@@ -61,8 +61,10 @@ steps = st.lists(
 @given(route=steps)
 @example(route=[("check_in", 0, 0), ("check_in", 0, 30)])  # again exactly at the planned end
 @example(route=[("check_in", 0, 0), ("check_in", 1, 31)])  # elsewhere, after the planned end
+@example(route=[("check_in", 3, 0), ("check_in", 3, 60)])  # a day's stay: a repeat scan begins it again
+@example(route=[("check_in", 2, 0)] + [("check_in", 2, 150)] * 10)  # continued past 24 h: begun again
 def test_both_paths_leave_the_same_visits(db: Any, now: datetime, route: list[tuple[str, int, int]]) -> None:
-    venues = [factories.venue(default_stay_minutes=m) for m in (30, 60, 180)]
+    venues = [factories.venue(default_stay_minutes=m) for m in (30, 60, 180, 24 * 60)]
     orm_person, fast_person, device_person = factories.person(), factories.person(), factories.person()
     device = sign_in.remember_device(device_person, now - timedelta(days=1))
     poster_tokens = [posters.issue_poster(v.entrances[0], now - timedelta(minutes=1))[1] for v in venues]
@@ -88,6 +90,8 @@ def test_both_paths_leave_the_same_visits(db: Any, now: datetime, route: list[tu
         assert (by_device.checkin.venue_name, by_device.checkin.venue_short_code) == (venue.name, venue.short_code)
     assert visits(fast_person) == visits(orm_person)
     assert visits(device_person) == visits(orm_person)
+    # Matching reads no visit as longer than a day: none is.
+    assert all((out or until) - start <= checkins.MAX_VISIT for _v, start, until, out, _r, _p in visits(orm_person))
 
 
 def test_a_visit_opened_by_a_racing_request_is_ended_not_duplicated(

@@ -118,6 +118,27 @@ def test_a_repeat_scan_naming_another_companion_grows_the_party_to_hold_everyone
     assert all(c.person_id is not None for c in visit.companions)
 
 
+def test_a_visit_continued_past_a_day_ends_and_begins_again_with_its_party(db: Any, now: datetime) -> None:
+    venue, person = factories.venue(default_stay_minutes=600), factories.person()
+    first = checkins.check_in(person, venue, None, POSTER, now, party_size=3, companion_phones=["+79161110003"])
+    visit = first.checkin
+    nine = checkins.check_in(person, venue, None, POSTER, now + timedelta(hours=9))
+    assert nine.status == "continued" and visit.planned_checkout_at == now + timedelta(hours=19)
+    # At 18 h, continuing would end at 28 h: the visit ends at the scan and a new one begins, same party.
+    later = now + timedelta(hours=18)
+    again = checkins.check_in(person, venue, None, POSTER, later, party_size=2, companion_phones=["+79161110004"])
+    assert again.status == "created" and again.ended is visit
+    assert (visit.checked_out_at, visit.checkout_reason) == (later, CheckoutReason.NEXT_CHECKIN)
+    new = again.checkin
+    assert (new.venue_id, new.checked_in_at, new.planned_checkout_at) == (venue.id, later, later + timedelta(hours=10))
+    third, fourth = (people.find_by_phone(p) for p in ("+79161110003", "+79161110004"))
+    assert third is not None and fourth is not None
+    # The new number took the party's unnamed place; the ended visit keeps the party it had.
+    assert new.party_size == 3 and sorted(c.person_id for c in new.companions) == sorted([third.id, fourth.id])
+    assert {c.person_id for c in visit.companions} == {third.id, None}
+    assert open_visits(person) == 1
+
+
 @pytest.mark.parametrize(
     ("party_size", "phones"),
     [(0, ()), (51, ()), (2, ("+79165550003", "+79165550004")), (2, ("12",))],
