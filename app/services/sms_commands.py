@@ -54,10 +54,12 @@ def parse(text: str) -> Command:
     parts = [p for p in _SEPARATORS.split(cleaned) if p]
     if not parts or not all(p.isascii() and p.isdigit() for p in parts):
         return Command("malformed")
-    # Digit groups make up the 9-digit code; at most one group after it is the party size.
+    # Digit groups of three or more make up the 9-digit code; at most one group after it is the party size.
+    # A group of one or two digits is never part of the code: "12345678 3" is an 8-digit code and a party
+    # of 3, refused, not the code 123456783 (another venue's, perhaps).
     code = ""
     rest = list(parts)
-    while rest and len(code) < 9:
+    while rest and len(code) < 9 and len(rest[0]) >= 3:
         code += rest.pop(0)
     if len(code) != 9 or len(rest) > 1:
         return Command("malformed", code=code[:12])

@@ -44,6 +44,10 @@ def replies(db: Any) -> list[OutboxMessage]:
         ("hello", sms_commands.Command("malformed")),
         ("1234567890", sms_commands.Command("malformed", "1234567890")),
         ("12345", sms_commands.Command("malformed", "12345")),
+        ("1234 56789", sms_commands.Command("checkin", "123456789", 1)),
+        ("12345678 3", sms_commands.Command("malformed", "12345678")),  # not the code 123456783
+        ("1234567 89", sms_commands.Command("malformed", "1234567")),
+        ("12 345 6789", sms_commands.Command("malformed")),
     ],
 )
 def test_parse_reads_what_people_type(text: str, expected: sms_commands.Command) -> None:
@@ -92,12 +96,16 @@ def test_out_checks_out_and_a_second_out_says_nothing_is_open(db: Any, now: date
         ("999999998", "Код 999999998 не найден"),
         ("привет", "Отправьте 9-значный код"),
         ("12345", "Код 12345 не найден"),
+        ("12345678 3", "Код 12345678 не найден"),
         ("x" * 10_000, "Отправьте 9-значный код"),
     ],
 )
 def test_unknown_or_malformed_text_gets_a_helpful_reply_and_checks_nobody_in(
     db: Any, now: datetime, text: str, start: str
 ) -> None:
+    # A venue whose code a typo could turn into: "12345678 3" must not check anyone in there.
+    factories.venue().short_code = "123456783"
+    db.session.flush()
     reply = sms_commands.handle_incoming_sms(SENDER, text, now)
     assert reply.startswith(start)
     assert db.session.scalar(select(func.count()).select_from(Checkin)) == 0
