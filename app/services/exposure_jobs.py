@@ -54,7 +54,7 @@ def match_pending_cases(rules: MatchRules, tz: ZoneInfo, clock: Callable[[], dat
 
     clock = clock or utcnow  # the current time by default (looked up now: tests move this module's clock)
     with unit_of_work():
-        again = cases_to_match_again(clock(), rules)
+        again = cases_to_match_again(clock(), rules, int(current_app.config["RETENTION_DAYS"]))
         mark_for_matching_again(again)
     # Only with connections of their own: a session bound to one connection (a test's rolled-back
     # transaction) cannot hand a batch to another thread.

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, union, update
+from sqlalchemy import ColumnElement, func, literal_column, select, union, update
 
 from app.extensions import db
 from app.models import Case, CaseStatus, Checkin, Companion
@@ -31,10 +31,22 @@ from app.services.matching import MatchRules
 # A visit recorded sooner is covered by the job's check of stays going on near the matching time, which
 # allows the same margin.
 LATE_AFTER = timedelta(minutes=5)
-# The job looks again at cases whose window ended at most this long ago: a case's stay lasts at most
-# MAX_STAY, so a stay still going on, or a new visit of its own, belongs to a window that ended less
-# than a day and a tail ago. The rest is margin for a jobs process that was stopped for a while.
-RECENT_WINDOWS = timedelta(days=2)
+
+
+def settling_time(rules: MatchRules) -> timedelta:
+    """How long after its window's end a case's match can still change through its own visits: a stay
+    that began inside the window lasts at most MAX_STAY, then its tail, then the margin for recording.
+    A case examined later than that, and found complete, is settled for good (`cases_to_match_again`)."""
+    return MAX_STAY + rules.tail + LATE_AFTER
+
+
+def _matched_before_settling(rules: MatchRules) -> ColumnElement[bool]:
+    """Cases matched before their window's end plus settling_time (in SQL: a comparison of two columns)."""
+    seconds = settling_time(rules).total_seconds()
+    if db.session.get_bind().dialect.name == "postgresql":
+        return Case.matched_at < Case.window_ends_at + literal_column(f"interval '{int(seconds)} seconds'")
+    # SQLite keeps timestamps as ISO text: compare them as Julian days.
+    return func.julianday(Case.matched_at) < func.julianday(Case.window_ends_at) + seconds / 86400
 
 
 def reopen_cases_at(venue_id: int, starts_at: datetime, ends_at: datetime, rules: MatchRules) -> int:
@@ -83,16 +95,21 @@ def reopen_after_late_visits(venue_id: int, spans: Iterable[tuple[datetime, date
     return reopen_cases_at(venue_id, min(s for s, _ in late), max(e for _, e in late), rules)
 
 
-def cases_to_match_again(now: datetime, rules: MatchRules) -> list[int]:
+def cases_to_match_again(now: datetime, rules: MatchRules, retention_days: int = 21) -> list[int]:
     """Active cases matched before one of their own visits (inside the window) was recorded or
     corrected, or while one of them was going on or had ended less than the tail (plus LATE_AFTER)
-    before: people arriving since may be contacts. Only cases whose window ended less than
-    RECENT_WINDOWS ago are looked at (one query per PEOPLE_PER_QUERY people)."""
+    before: people arriving since may be contacts (one query per PEOPLE_PER_QUERY people).
+
+    Only cases matched before their window's end plus `settling_time` are looked at, however long ago
+    that was (a jobs process stopped for days still finds them), within retention. One looked at after
+    that time and found complete is settled: its matched_at moves to `now`, which the stored exposures
+    hold true for, and it is not looked at again (a late upload still reopens it)."""
     cases = db.session.execute(
         select(Case.id, Case.person_id, Case.matched_at, Case.window_starts_at, Case.window_ends_at).where(
             Case.status == CaseStatus.ACTIVE,
             Case.matched_at.is_not(None),
-            Case.window_ends_at > now - RECENT_WINDOWS,
+            Case.window_ends_at > now - timedelta(days=retention_days),
+            _matched_before_settling(rules),
         )
     ).all()
     if not cases:
@@ -131,6 +148,19 @@ def cases_to_match_again(now: datetime, rules: MatchRules) -> list[int]:
                     continue
                 if recorded > matched_at or ends_at + rules.tail > matched_at - LATE_AFTER:
                     again.add(case_id)
+    settled = [
+        case_id
+        for case_id, _p, _m, _s, window_end in cases
+        if case_id not in again and now >= window_end + settling_time(rules)
+    ]
+    for first in range(0, len(settled), PEOPLE_PER_QUERY):
+        # A case reopened meanwhile (matched_at NULL) stays reopened.
+        db.session.execute(
+            update(Case)
+            .where(Case.id.in_(settled[first : first + PEOPLE_PER_QUERY]), Case.matched_at.is_not(None))
+            .values(matched_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return sorted(again)
 
 

@@ -75,6 +75,50 @@ def test_people_arriving_while_the_case_is_still_there_are_found_by_the_next_run
     assert run_job(app, "match_cases")["matched_again"] == 0
 
 
+def test_after_days_without_a_jobs_process_people_who_arrived_while_the_case_was_there_are_found(
+    app: Flask, db: Any, now: datetime, job_clock: list[datetime]
+) -> None:
+    venue = f.venue()
+    sick, newcomer = f.person(), f.person()
+    _visit(sick, venue, now - timedelta(minutes=30), recorded=now - timedelta(minutes=30))  # until now + 30 min
+    case = _case(sick, now)
+    assert run_job(app, "match_cases")["cases"] == 1
+    _visit(newcomer, venue, now + timedelta(minutes=10), recorded=now + timedelta(minutes=10))
+    # The jobs process stops before its next run and comes back three days later, long after the window.
+    job_clock[0] = now + timedelta(days=3)
+    assert run_job(app, "match_cases")["matched_again"] == 1
+    assert _exposed(case) == [newcomer.id]
+    assert run_job(app, "match_cases")["matched_again"] == 0
+
+
+def test_a_case_found_complete_after_its_window_settled_is_not_looked_at_again(
+    app: Flask, db: Any, now: datetime, job_clock: list[datetime]
+) -> None:
+    venue = f.venue()
+    sick = f.person()
+    _visit(sick, venue, now - timedelta(hours=5), recorded=now - timedelta(hours=5))  # over before matching
+    case = _case(sick, now)
+    run_job(app, "match_cases")
+    db.session.expire_all()
+    first_match = db.session.get(Case, case.id).matched_at
+    assert first_match == now
+    rules = rules_from_config(app.config)
+    # Before its window has settled a run looks at it and leaves it; after, once, and marks it complete.
+    job_clock[0] = case.window_ends_at + timedelta(hours=1)
+    assert run_job(app, "match_cases")["matched_again"] == 0
+    db.session.expire_all()
+    assert db.session.get(Case, case.id).matched_at == first_match
+    settled_at = case.window_ends_at + rematching.settling_time(rules) + timedelta(minutes=1)
+    job_clock[0] = settled_at
+    assert run_job(app, "match_cases")["matched_again"] == 0
+    db.session.expire_all()
+    assert db.session.get(Case, case.id).matched_at == settled_at
+    # Looked at again, it would be settled again at the new time.
+    assert rematching.cases_to_match_again(settled_at + timedelta(days=2), rules) == []
+    db.session.expire_all()
+    assert db.session.get(Case, case.id).matched_at == settled_at
+
+
 def test_the_cases_own_visit_after_matching_inside_the_window_is_matched(
     app: Flask, db: Any, now: datetime, job_clock: list[datetime]
 ) -> None:
