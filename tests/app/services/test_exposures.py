@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.jobs import run_job, unit_of_work
 from app.models import Case, Companion, Exposure, Notice, OutboxMessage, VenueOutbreak
-from app.services import exposures, matching, notices
+from app.services import exposure_jobs, exposures, matching, notices
 from app.services.exposures import match_case, rules_from_config
 from tests import factories as f
 
@@ -355,12 +355,13 @@ def test_the_job_counts_outbreaks_once_after_its_batches(
 
 
 def test_outbreaks_left_uncounted_by_a_run_that_stopped_are_counted_by_the_next(
-    app: Flask, db: Any, now: datetime
+    app: Flask, db: Any, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(exposure_jobs, "utcnow", lambda: now)  # the job runs when the batch did
     venue = f.venue()
     a, b = f.person(), f.person()
-    f.checkin(a, venue, now - timedelta(days=2))
-    f.checkin(b, venue, now - timedelta(days=1))
+    for who, days in ((a, 2), (b, 1)):  # recorded as they happened, before the batch (nothing to match again)
+        f.checkin(who, venue, now - timedelta(days=days)).created_at = now - timedelta(days=days)
     cases = [_case(a, now), _case(b, now)]
     rules = rules_from_config(app.config)
     # A run's batch committed, and the run stopped before it counted outbreaks.
