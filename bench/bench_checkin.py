@@ -47,6 +47,38 @@ def hello():
 """
 WSGI = "from app import create_app\napp = create_app()\n" + HELLO
 BARE_WSGI = "from flask import Flask\napp = Flask(__name__)\n" + HELLO
+# The floor under any Flask check-in on this machine: a bare Flask app that reads the same JSON body and
+# writes one row with one statement (autocommit: a single round trip), through the driver itself. Whatever
+# a check-in does beyond that (find the device, the poster and the open visit, apply the rules) costs more.
+FLOOR_WSGI = """
+import os
+from flask import Flask, request
+app = Flask(__name__)
+URL = os.environ["DATABASE_URL"]
+_conn = None
+
+
+def connection():
+    global _conn
+    if _conn is None:  # one per worker, after gunicorn's fork
+        if URL.startswith("postgresql"):
+            import psycopg
+            _conn = psycopg.connect(URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        else:
+            import sqlite3
+            _conn = sqlite3.connect(URL.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+    return _conn
+
+
+@app.post("/floor")
+def floor():
+    body = request.get_json()
+    token = str(body["poster_token"])[:200]
+    cursor = connection().cursor()
+    cursor.execute("INSERT INTO bench_floor (token) VALUES (%s) RETURNING id".replace(
+        "%s", "%s" if URL.startswith("postgresql") else "?"), (token,))
+    return {"id": cursor.fetchone()[0], "status": "created"}, 201
+"""
 
 LUA = """
 local devices = {%(devices)s}
@@ -69,6 +101,10 @@ request = function()
     '{"poster_token": "' .. p .. '"}')
 end
 """
+
+
+def floor_script(lua: str) -> str:
+    return lua.replace('"/api/v1/checkins"', '"/floor"')
 
 
 def env_for(url: str) -> dict[str, str]:
@@ -206,6 +242,8 @@ def load(url: str, rows: int, workdir: Path) -> tuple[list[str], list[str], floa
         for pid in range(2, 2 + BENCH_DEVICES):
             devices.append(sign_in.remember_device(db.session.get(Person, pid), now))
         poster_tokens = [posters.issue_poster(v.entrances[0], now)[1] for v in db.session.query(Venue).all()]
+        serial = "bigserial" if url.startswith("postgresql") else "integer"  # SQLite: the rowid
+        db.session.execute(text(f"CREATE TABLE bench_floor (id {serial} PRIMARY KEY, token text NOT NULL)"))
         db.session.commit()
         db.engine.dispose()
     return devices, poster_tokens, time.perf_counter() - started
@@ -234,15 +272,18 @@ def wrk(port: int, path: str, seconds: int, connections: int, script: Path | Non
     return Run(rate, cpu)
 
 
-def measure(args: argparse.Namespace, workdir: Path, script: Path, workers: int) -> tuple[Run, Run, Run]:
-    """Measure (bare hello, the app's hello, check-in) under gunicorn with `workers`, each after a warm-up.
-    The bare app's turn alternates with the full app's so that a drifting machine tilts neither."""
+def measure(
+    args: argparse.Namespace, workdir: Path, script: Path, floor: Path, workers: int
+) -> tuple[Run, Run, Run, Run]:
+    """Measure (bare hello, the app's hello, check-in, the floor) under gunicorn with `workers`, each after a
+    warm-up. The bare app's turn alternates with the full app's so that a drifting machine tilts neither."""
     bare_first = serve(args, workdir, "bare_wsgi", workers, [("/hello", None)])
     app_hello, checkin = serve(args, workdir, "bench_wsgi", workers, [("/hello", None), ("/api/v1/checkins", script)])
     bare_last = serve(args, workdir, "bare_wsgi", workers, [("/hello", None)])
+    (one_write,) = serve(args, workdir, "floor_wsgi", workers, [("/floor", floor)])
     bare = Run((bare_first[0].per_second + bare_last[0].per_second) / 2, f"{bare_first[0].cpu} (first turn)")
     print(f"  bare hello, before and after the app: {bare_first[0].per_second:.0f} and {bare_last[0].per_second:.0f}/s")
-    return bare, app_hello, checkin
+    return bare, app_hello, checkin, one_write
 
 
 def serve(
@@ -295,14 +336,15 @@ def main() -> None:
     devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
     (workdir / "bench_wsgi.py").write_text(WSGI)
     (workdir / "bare_wsgi.py").write_text(BARE_WSGI)
+    (workdir / "floor_wsgi.py").write_text(FLOOR_WSGI)
     script = workdir / "checkin.lua"
-    script.write_text(
-        LUA
-        % {
-            "devices": ",".join(json.dumps(d) for d in devices),
-            "posters": ",".join(json.dumps(p) for p in poster_tokens),
-        }
-    )
+    lua = LUA % {
+        "devices": ",".join(json.dumps(d) for d in devices),
+        "posters": ",".join(json.dumps(p) for p in poster_tokens),
+    }
+    script.write_text(lua)
+    floor = workdir / "floor.lua"
+    floor.write_text(floor_script(lua))
     backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     print(
         f"conditions: {backend}, {args.rows} visits pre-loaded (loaded in {load_s:.0f} s), gunicorn "
@@ -311,7 +353,7 @@ def main() -> None:
         f"{len(poster_tokens)} posters; each measured one after the other under the same gunicorn settings"
     )
     for workers in (int(w) for w in str(args.workers).split(",")):
-        bare, hello, checkin = measure(args, workdir, script, workers)
+        bare, hello, checkin, one_write = measure(args, workdir, script, floor, workers)
         print(
             f"workers={workers}: check-in {checkin.per_second:6.0f} requests/s = "
             f"{checkin.per_second / bare.per_second:.0%} of a bare Flask hello ({bare.per_second:.0f}/s, the mean "
@@ -319,7 +361,14 @@ def main() -> None:
             flush=True,
         )
         print(
-            f"  CPU per bare hello: {bare.cpu}\n  CPU per app hello:  {hello.cpu}\n  CPU per check-in:   {checkin.cpu}",
+            f"  the floor, a bare Flask route writing one row in one statement: {one_write.per_second:.0f}/s = "
+            f"{one_write.per_second / bare.per_second:.0%} of the bare hello; the check-in reaches "
+            f"{checkin.per_second / one_write.per_second:.0%} of it",
+            flush=True,
+        )
+        print(
+            f"  CPU per bare hello: {bare.cpu}\n  CPU per app hello:  {hello.cpu}\n  CPU per check-in:   {checkin.cpu}"
+            f"\n  CPU per floor write: {one_write.cpu}",
             flush=True,
         )
     shutil.rmtree(workdir, ignore_errors=True)
