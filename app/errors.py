@@ -50,13 +50,41 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def _respond(status: int, message: str, field: str | None = None) -> tuple[Response | str, int]:
+def _visitor_lang() -> str | None:
+    """The language of a visitors' page ("ru" unless chosen otherwise); None elsewhere (staff pages).
+    Read from the request too: an error raised before the blueprint's own hook (a form's CSRF check)
+    leaves `g` without it."""
+    from app.services.i18n import normalise_language
+
+    if "visitor_lang" in g:
+        return str(g.visitor_lang)
+    if request.blueprint != "visitors":
+        return None
+    chosen = request.args.get("lang")
+    return normalise_language(chosen if chosen in ("ru", "en") else request.cookies.get("lang"))
+
+
+def _respond(status: int, message: str, field: str | None = None, ours: bool = True) -> tuple[Response | str, int]:
     if wants_json():
         body: dict[str, object] = {"error": message, "status": status}
         if field:
             body["field"] = field
         return jsonify(body), status
-    return render_template("error.html", status=status, message=message), status
+    from app.services.i18n import localise_error, t
+
+    lang = _visitor_lang()
+    if lang is not None:
+        message = localise_error(message, lang, status, ours)
+    key = "error_not_found" if status == 404 else "error_service" if status >= 500 else "error_refused"
+    page_lang = lang or "en"
+    return render_template(
+        "error.html",
+        status=status,
+        message=message,
+        heading=t(key, page_lang),
+        home=t("home", page_lang),
+        lang=page_lang,
+    ), status
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -80,7 +108,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:
         status = exc.code or 500
-        return _respond(status, exc.description or exc.name)
+        return _respond(status, exc.description or exc.name, ours=False)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> tuple[Response | str, int]:

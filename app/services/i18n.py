@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 LANGUAGES = ("ru", "en")
 DEFAULT_LANGUAGE = "ru"
 
@@ -123,6 +125,10 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Этот код уже сменился. Отсканируйте код на экране ещё раз.",
         "This code has changed. Please scan the code on the screen again.",
     ),
+    "error_refused": ("Не получилось", "Cannot do that"),
+    "error_not_found": ("Не найдено", "Not found"),
+    "error_service": ("Сбой сервиса", "Service problem"),
+    "home": ("На главную", "Home"),
     "device_revoked": (
         "Этот телефон был отключён. Подтвердите номер ещё раз.",
         "This phone was signed out. Please confirm your number again.",
@@ -138,3 +144,108 @@ def t(key: str, lang: str = DEFAULT_LANGUAGE, **values: object) -> str:
     ru, en = STRINGS[key]
     text = en if lang == "en" else ru
     return text.format(**values) if values else text
+
+
+# Refusals a visitor can meet on the Russian pages, by their English text (the text the services raise,
+# and the JSON API answers with). The error handler shows the Russian one on visitors' pages;
+# tests/app/visitors/test_error_language.py checks that every refusal the visitor-facing code raises is here.
+ERRORS_RU: dict[str, str] = {
+    # phone numbers and codes
+    "Enter your mobile phone number, for example +7 916 123-45-67.": (
+        "Введите номер мобильного телефона, например +7 916 123-45-67."
+    ),
+    "This does not look like a phone number.": "Это не похоже на номер телефона.",
+    "This phone number is not valid.": "Такого номера телефона не бывает. Проверьте цифры.",
+    "Enter a mobile number that can receive SMS.": "Введите номер мобильного телефона, на который приходят SMS.",
+    "Enter the 6 digits from the SMS.": "Введите 6 цифр из SMS.",
+    "This sign-in has expired; please ask for a new code.": "Время входа истекло. Запросите новый код.",
+    "This code has already been used; please ask for a new code.": "Этот код уже использован. Запросите новый.",
+    "This code has expired; please ask for a new code.": "Срок действия кода истёк. Запросите новый.",
+    "Too many wrong codes; please ask for a new code.": "Слишком много неверных попыток. Запросите новый код.",
+    "Wrong code; please ask for a new code.": "Неверный код. Запросите новый.",
+    "This phone was signed out. Please confirm your number again.": (
+        "Этот телефон был отключён. Подтвердите номер ещё раз."
+    ),
+    "This phone is no longer remembered. Please confirm your number again.": (
+        "Этот телефон больше не запомнен. Подтвердите номер ещё раз."
+    ),
+    "No such device among yours.": "Такого устройства среди ваших нет.",
+    "Sign-in with mos.ru is not available here.": "Вход через mos.ru здесь недоступен.",
+    "mos.ru sign-in was not completed; please try again.": "Вход через mos.ru не завершён. Попробуйте ещё раз.",
+    "mos.ru did not say who you are; please try again.": "mos.ru не сообщил, кто вы. Попробуйте ещё раз.",
+    "Please sign in to see your visits.": "Войдите, чтобы увидеть свои посещения.",
+    # posters and places
+    "This QR code is not a valid poster of this service.": "Этот QR-код — не плакат нашего сервиса.",
+    "This poster has been replaced; please scan the current poster at the entrance.": (
+        "Этот плакат заменён. Отсканируйте новый плакат у входа."
+    ),
+    "This venue no longer takes check-ins with this poster.": "Заведение больше не принимает отметки по этому плакату.",
+    "This entrance is closed; please scan the poster at another entrance.": (
+        "Этот вход закрыт. Отсканируйте плакат у другого входа."
+    ),
+    "This check-in link is not valid.": "Эта ссылка для отметки недействительна.",
+    "This venue no longer takes check-ins.": "Заведение больше не принимает отметки.",
+    "This entrance belongs to another venue.": "Этот вход относится к другому заведению.",
+    "This entrance no longer takes check-ins.": "Этот вход больше не принимает отметки.",
+    "The client id must have 1 to 64 characters.": "Идентификатор клиента — от 1 до 64 символов.",
+    # parties and visits
+    "The party size must be a whole number from 1 to 50.": "Число человек — целое число от 1 до 50.",
+    "There are more companion phone numbers than companions: raise the party size or remove a number.": (
+        "Номеров спутников больше, чем спутников: увеличьте число человек или уберите номер."
+    ),
+    "A party has at most 50 people, companions with numbers included.": (
+        "В группе не больше 50 человек, включая спутников с номерами."
+    ),
+    "Too many companion numbers.": "Слишком много номеров спутников.",
+    "Another check-in for you is in progress; please try again.": (
+        "Другая ваша отметка ещё обрабатывается. Попробуйте ещё раз."
+    ),
+    "No such visit among yours.": "Такого посещения среди ваших нет.",
+    "Enter a date and time.": "Введите дату и время.",
+    "Times must include a time zone.": "Время должно быть с часовым поясом.",
+    "The visit must end after it starts.": "Посещение должно закончиться позже, чем началось.",
+    "A visit cannot end in the future.": "Посещение не может закончиться в будущем.",
+    "A visit cannot last longer than 24 hours.": "Посещение не может длиться дольше 24 часов.",
+    "A correction can move the start by at most 24 hours.": "Начало можно сдвинуть не больше чем на 24 часа.",
+    "These times overlap another of your visits.": "Это время пересекается с другим вашим посещением.",
+    "Your data is part of a health case that is still being processed; please try again in a day.": (
+        "Ваши данные входят в случай заболевания, который ещё обрабатывается. Попробуйте через день."
+    ),
+    # the service itself
+    "The service is busy; please try again in a moment.": "Сервис занят. Попробуйте через минуту.",
+    "Something went wrong on our side. Please try again in a minute.": (
+        "У нас что-то пошло не так. Попробуйте через минуту."
+    ),
+    "The request is too large.": "Слишком большой запрос.",
+    "A field contains a NUL character.": "В поле есть недопустимый символ.",
+}
+# Refusals with a number in them: (English pattern, Russian text with {0}).
+_ERROR_PATTERNS_RU = (
+    (re.compile(r"Wrong code; (\d+) attempt\(s\) left\."), "Неверный код. Осталось попыток: {0}."),
+    (
+        re.compile(r"Only visits of the last (\d+) days can be corrected\."),
+        "Исправить можно посещения за последние {0} дн.",
+    ),
+    (re.compile(r"The CSRF .*"), "Страница устарела. Откройте её заново и попробуйте ещё раз."),
+)
+# Errors without a message of ours (unknown addresses, wrong methods): by status.
+_STATUS_RU = {
+    400: "Запрос не понят. Откройте страницу заново.",
+    404: "Такой страницы нет.",
+    405: "Так эту страницу открыть нельзя.",
+    413: "Слишком большой запрос.",
+}
+
+
+def localise_error(message: str, lang: str, status: int = 400, ours: bool = True) -> str:
+    """A refusal in the visitor's language: the Russian text for a known English one (`ours`: raised by
+    this service; otherwise a framework's text, replaced by one for its status). Unknown texts stay."""
+    if lang != "ru":
+        return message
+    if message in ERRORS_RU:
+        return ERRORS_RU[message]
+    for pattern, russian in _ERROR_PATTERNS_RU:
+        matched = pattern.fullmatch(message)
+        if matched:
+            return russian.format(*matched.groups())
+    return message if ours else _STATUS_RU.get(status, message)

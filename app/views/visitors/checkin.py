@@ -13,7 +13,7 @@ from app.errors import DomainError, ValidationError
 from app.extensions import db
 from app.models import CheckinSource, Entrance, Kiosk, Person, Venue, utcnow
 from app.services import checkins, kiosks, posters
-from app.services.i18n import t
+from app.services.i18n import localise_error, t
 from app.views.visitors.identity import bp, current_person
 from venue_kiosk import codes
 
@@ -91,7 +91,7 @@ def _checkin_page(place: Place, now: datetime, status: int = 200, error: str | N
             person=person,
             revoked=revoked,
             open_visit=open_visit,
-            error=error,
+            error=localise_error(error, g.visitor_lang) if error else None,
             short_number=current_app.config["SMS_SHORT_NUMBER"],
         ),
         status,

@@ -12,6 +12,7 @@ from app.errors import NotFoundError, ValidationError
 from app.extensions import db, limiter
 from app.models import utcnow
 from app.services import mosru, sign_in
+from app.services.i18n import localise_error
 from app.views.visitors.checkin import _do_check_in, place_for
 from app.views.visitors.identity import bp, code_request_device_key, set_device_cookie
 
@@ -52,6 +53,8 @@ def _code_page(pending: dict[str, Any], error: str | None = None, status: int = 
     place = None
     if pending["next"] != "/me":
         place = place_for(pending["next"], utcnow())
+    if error is not None:
+        error = localise_error(error, g.visitor_lang)
     return render_template("visitors/code.html", pending=pending, place=place, error=error), status
 
 

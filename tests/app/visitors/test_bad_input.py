@@ -39,14 +39,14 @@ def test_altered_poster_token_is_refused(client: FlaskClient, poster: Poster) ->
     altered = poster.token[:-2] + ("AA" if poster.token[-2:] != "AA" else "BB")
     response = client.get(f"/p/{altered}")
     assert response.status_code == 400
-    assert "not a valid poster" in response.text
+    assert "не плакат нашего сервиса" in response.text  # the page speaks Russian by default
 
 
 def test_replaced_poster_is_410(client: FlaskClient, db: Any, poster: Poster, now: datetime) -> None:
     posters.issue_poster(poster.venue.entrances[0], now)
     response = client.get(poster.path)
     assert response.status_code == 410
-    assert "replaced" in response.text
+    assert "Этот плакат заменён" in response.text
 
 
 @pytest.mark.parametrize("field", ["phone", "next", "code", "party_size", "companion_phones", "place"])

@@ -77,7 +77,7 @@ def test_callback_with_a_forged_state_is_refused(oidc_live: LiveServer) -> None:
         browser.get(f"{oidc_live.url}/auth/mos")
         forged = browser.get(f"{oidc_live.url}/auth/mos/callback", params={"code": "x", "state": "forged"})
     assert forged.status_code == 400
-    assert "not completed" in forged.text
+    assert "не завершён" in forged.text
 
 
 def test_mos_button_is_a_link_shown_only_when_configured(oidc_live: LiveServer) -> None:

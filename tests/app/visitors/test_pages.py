@@ -117,7 +117,7 @@ def test_wrong_code_is_counted_even_though_the_answer_is_a_refusal(
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     refused = client.post("/signin/confirm", data={"csrf_token": csrf_token(form.text), "code": wrong})
     assert refused.status_code == 400
-    assert "Wrong code" in refused.text
+    assert "Неверный код. Осталось попыток" in refused.text
     assert db.session.scalar(select(LoginCode)).attempts == 1
     assert visits(db) == 0
 
