@@ -2,7 +2,7 @@
 
 Usage:
   .venv/bin/python bench/bench_checkin.py --rows 100000   # a new SQLite file in a temporary directory
-  .venv/bin/python bench/bench_checkin.py --database-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres \
+  .venv/bin/python bench/bench_checkin.py --database-url postgresql+psycopg://postgres@127.0.0.1:25433/postgres \
       --rows 1000000
 
 Steps: generate the shared workload (../shared/bench/gen_workload.py), migrate an empty database,

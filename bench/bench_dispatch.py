@@ -1,7 +1,7 @@
 """Measure SMS per second through the whole outbox: enqueue, claim, submit to a real Kannel, record.
 
     .venv/bin/python bench/bench_dispatch.py                       # SQLite in a temporary directory
-    .venv/bin/python bench/bench_dispatch.py --database-url "$(.ci/start-postgres.sh 55440)"
+    .venv/bin/python bench/bench_dispatch.py --database-url "$(.ci/start-postgres.sh 25440)"
 
 The test SMSC and the sink for Kannel's delivery reports run in a second process, as the operator's
 network would; Kannel, the SMSC and this process share the machine's CPUs.

@@ -2,7 +2,7 @@
 
 Run from the repository root:
   python -m bench.bench_kiosk_ingest --database-url sqlite:////tmp/bench.sqlite3 --mode client
-  python -m bench.bench_kiosk_ingest --database-url "$(.ci/start-postgres.sh 55499)" --mode gunicorn --workers 2
+  python -m bench.bench_kiosk_ingest --database-url "$(.ci/start-postgres.sh 25499)" --mode gunicorn --workers 2
 
 Every item is a different visitor (half personal QR codes read by the scanner, half Bluetooth tokens),
 so every item verifies a MAC against a decrypted key and inserts a visit: the heaviest case. `client`

@@ -1,7 +1,7 @@
 """Measure the retention purge of visits while many exposures and notices are stored.
 
     .venv/bin/python bench/bench_purge.py                       # SQLite in a temporary directory
-    .venv/bin/python bench/bench_purge.py --database-url "$(.ci/start-postgres.sh 55450)"
+    .venv/bin/python bench/bench_purge.py --database-url "$(.ci/start-postgres.sh 25450)"
 
 Deleting a visit looks up the exposures and notices that refer to it (to delete them or set their
 reference to NULL). The bench stores recent exposures and notices, which the purge keeps, and visits past
