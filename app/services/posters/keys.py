@@ -8,7 +8,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from app.extensions import db
 from app.models import PosterSigningKey, PosterVersion
@@ -45,15 +45,31 @@ def _new_signing_key(now: datetime) -> PosterSigningKey:
     return key
 
 
+_CURRENT = (
+    select(PosterSigningKey)
+    .where(PosterSigningKey.retired_at.is_(None), PosterSigningKey.revoked_at.is_(None))
+    .order_by(PosterSigningKey.id.desc())
+    .limit(1)
+)
+# PostgreSQL: the transaction that creates the first key holds this lock until it commits.
+_FIRST_KEY_LOCK = text("SELECT pg_advisory_xact_lock('poster_signing_keys'::regclass::oid::int, 1)")
+
+
 def current_signing_key(now: datetime) -> PosterSigningKey:
-    """The newest key that is neither retired nor revoked; created on first use."""
-    key = db.session.scalar(
-        select(PosterSigningKey)
-        .where(PosterSigningKey.retired_at.is_(None), PosterSigningKey.revoked_at.is_(None))
-        .order_by(PosterSigningKey.id.desc())
-        .limit(1)
-    )
-    return key if key is not None else _new_signing_key(now)
+    """The newest key that is neither retired nor revoked; created on first use.
+
+    Two workers printing their first posters at once create one key between them: on PostgreSQL the
+    creator holds a lock until it commits, and whoever waited for it reads the key it made (SQLite has one
+    writer: the second one's write fails as busy and the request is answered "try again")."""
+    key = db.session.scalar(_CURRENT)
+    if key is not None:
+        return key
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(_FIRST_KEY_LOCK)
+        key = db.session.scalar(_CURRENT.execution_options(populate_existing=True))
+        if key is not None:
+            return key
+    return _new_signing_key(now)
 
 
 def rotate_signing_key(now: datetime) -> PosterSigningKey:
