@@ -66,6 +66,11 @@ def _visitor_lang() -> str | None:
 
 def _respond(status: int, message: str, field: str | None = None, ours: bool = True) -> tuple[Response | str, int]:
     if wants_json():
+        # A city app shows the sentence to its user: in Russian when the request prefers it.
+        if request.accept_languages and request.accept_languages.best_match(("en", "ru")) == "ru":
+            from app.services.i18n import localise_error
+
+            message = localise_error(message, "ru", status, ours)
         body: dict[str, object] = {"error": message, "status": status}
         if field:
             body["field"] = field

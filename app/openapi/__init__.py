@@ -14,7 +14,15 @@ def build_spec(server_url: str) -> dict[str, Any]:
         "Error": {
             "type": "object",
             "required": ["error", "status"],
-            "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "field": {"type": "string"}},
+            "properties": {
+                "error": {
+                    "type": "string",
+                    "description": "A sentence for a person: in English, or in Russian for a request whose "
+                    "Accept-Language header prefers Russian.",
+                },
+                "status": {"type": "integer"},
+                "field": {"type": "string", "description": "The request field at fault, if one is."},
+            },
         }
     }
     for domain in DOMAINS:

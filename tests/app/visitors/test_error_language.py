@@ -88,8 +88,17 @@ def test_a_mistyped_phone_number_is_refused_in_the_pages_language(client: FlaskC
     assert unknown.status_code == 404
 
 
-def test_the_json_api_and_staff_pages_keep_english(client: FlaskClient, db: Any) -> None:
+def test_the_json_api_speaks_english_unless_asked_for_russian_and_staff_pages_english(
+    client: FlaskClient, db: Any
+) -> None:
     api = client.post("/api/v1/visitors/code", json={"phone": "hello"})
     assert api.status_code == 400 and api.json["error"] == "This does not look like a phone number."
+    # A city app that asks for Russian gets the Russian sentence; the field and status stay.
+    russian = client.post(
+        "/api/v1/visitors/code", json={"phone": "hello"}, headers={"Accept-Language": "ru-RU,ru;q=0.9"}
+    )
+    assert russian.json == {"error": "Это не похоже на номер телефона.", "status": 400, "field": "phone"}
+    english = client.post("/api/v1/visitors/code", json={"phone": "hello"}, headers={"Accept-Language": "en,ru;q=0.5"})
+    assert english.json["error"] == "This does not look like a phone number."
     outside = client.get("/no-such-page", headers={"Accept": "text/html"})  # no visitors' page: English
     assert outside.status_code == 404 and "Not found" in outside.text and '<html lang="en">' in outside.text
