@@ -67,6 +67,7 @@ def connection():
         else:
             import sqlite3
             _conn = sqlite3.connect(URL.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+            _conn.execute("PRAGMA synchronous=NORMAL")  # as the app's connections (app/extensions.py)
     return _conn
 
 
