@@ -153,22 +153,20 @@ def cases_to_match_again(now: datetime, rules: MatchRules, retention_days: int =
         for case_id, _p, _m, _s, window_end in cases
         if case_id not in again and now >= window_end + settling_time(rules)
     ]
-    for first in range(0, len(settled), PEOPLE_PER_QUERY):
-        # A case reopened meanwhile (matched_at NULL) stays reopened.
-        db.session.execute(
-            update(Case)
-            .where(Case.id.in_(settled[first : first + PEOPLE_PER_QUERY]), Case.matched_at.is_not(None))
-            .values(matched_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    _set_matched_at(settled, now)
     return sorted(again)
 
 
 def mark_for_matching_again(case_ids: Sequence[int]) -> None:
+    _set_matched_at(case_ids, None)
+
+
+def _set_matched_at(case_ids: Sequence[int], value: datetime | None) -> None:
+    """Set matched_at of those of the cases still matched (one reopened meanwhile stays reopened)."""
     for first in range(0, len(case_ids), PEOPLE_PER_QUERY):
         db.session.execute(
             update(Case)
             .where(Case.id.in_(case_ids[first : first + PEOPLE_PER_QUERY]), Case.matched_at.is_not(None))
-            .values(matched_at=None)
+            .values(matched_at=value)
             .execution_options(synchronize_session=False)
         )
