@@ -16,7 +16,7 @@ from app.errors import DomainError, is_transient_database_error
 from app.extensions import db
 from app.models import Checkin, CheckinSource, CheckoutReason, Person
 from app.services import people
-from app.services.checkins.rules import MAX_VISIT
+from app.services.checkins.rules import MAX_VISIT, continues
 from app.services.kiosk_sync.enrolment import KioskContext
 
 WRITE_ATTEMPTS = 3
@@ -106,7 +106,7 @@ def plan_visits(
         here = [v for v in plan.visits if v.venue_id == venue_id and v.checked_in_at <= t < v.ends_at]
         # A visit lasts at most MAX_STAY: one that would outlast it by continuing ends at t (below) and a
         # new one begins.
-        if here and (here[-1].checked_out_at is not None or t + stay - here[-1].checked_in_at <= MAX_STAY):
+        if here and (here[-1].checked_out_at is not None or continues(here[-1].checked_in_at, t + stay)):
             visit = here[-1]
             if visit.checked_out_at is None and visit.planned_checkout_at < t + stay:
                 visit.planned_checkout_at, visit.is_changed = t + stay, True
