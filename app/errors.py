@@ -64,22 +64,27 @@ def _visitor_lang() -> str | None:
     return normalise_language(chosen if chosen in ("ru", "en") else request.cookies.get("lang"))
 
 
-def _respond(status: int, message: str, field: str | None = None, ours: bool = True) -> tuple[Response | str, int]:
+def _message_lang() -> str | None:
+    """The language to refuse in, if not the services' English: a visitors' page's, or Russian for a JSON
+    request whose Accept-Language prefers it (a city app shows the sentence to its user)."""
     if wants_json():
-        # A city app shows the sentence to its user: in Russian when the request prefers it.
         if request.accept_languages and request.accept_languages.best_match(("en", "ru")) == "ru":
-            from app.services.i18n import localise_error
+            return "ru"
+        return None
+    return _visitor_lang()
 
-            message = localise_error(message, "ru", status, ours)
+
+def _respond(status: int, message: str, field: str | None = None, ours: bool = True) -> tuple[Response | str, int]:
+    from app.services.i18n import localise_error, t
+
+    lang = _message_lang()
+    if lang is not None:
+        message = localise_error(message, lang, status, ours)
+    if wants_json():
         body: dict[str, object] = {"error": message, "status": status}
         if field:
             body["field"] = field
         return jsonify(body), status
-    from app.services.i18n import localise_error, t
-
-    lang = _visitor_lang()
-    if lang is not None:
-        message = localise_error(message, lang, status, ours)
     key = "error_not_found" if status == 404 else "error_service" if status >= 500 else "error_refused"
     page_lang = lang or "en"
     return render_template(
@@ -107,8 +112,8 @@ def register_error_handlers(app: Flask) -> None:
         current = limiter.current_limit
         wait_s = current.reset_at - time.time() if current is not None else exc.limit.limit.get_expiry()
         minutes = max(1, round(wait_s / 60))
-        lang = "en" if wants_json() else g.get("visitor_lang", "en")
-        return _respond(429, t("rate_limited", lang, minutes=minutes))
+        # The limit is checked before the visitors' own hooks run: the language is read from the request.
+        return _respond(429, t("rate_limited", _message_lang() or "en", minutes=minutes))
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> tuple[Response | str, int]:

@@ -178,6 +178,12 @@ def test_code_requests_are_limited_per_app_device(
         return client.post("/api/v1/visitors/code", json={"phone": f"+7916910{i:04d}", **extra}).status_code
 
     assert [ask(i, device_id="install-aaaa-0001") for i in range(3)] == [202, 202, 429]
+    refused = client.post(
+        "/api/v1/visitors/code",
+        json={"phone": "+79169107777", "device_id": "install-aaaa-0001"},
+        headers={"Accept-Language": "ru"},
+    )
+    assert refused.json["error"] == "Слишком много попыток. Попробуйте снова через 60 мин."
     assert ask(3, device_id="install-bbbb-0002") == 202  # another installation is not held back
     # Without a device_id the session cookie is the device: this client's, once, then a fresh client's.
     assert [ask(i) for i in range(4, 7)] == [202, 202, 429]
