@@ -112,7 +112,6 @@ def register_error_handlers(app: Flask) -> None:
         current = limiter.current_limit
         wait_s = current.reset_at - time.time() if current is not None else exc.limit.limit.get_expiry()
         minutes = max(1, round(wait_s / 60))
-        # The limit is checked before the visitors' own hooks run: the language is read from the request.
         return _respond(429, t("rate_limited", _message_lang() or "en", minutes=minutes))
 
     @app.errorhandler(HTTPException)
