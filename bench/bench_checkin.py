@@ -2,6 +2,8 @@
 
 Usage:
   .venv/bin/python bench/bench_checkin.py --rows 100000   # a new SQLite file in a temporary directory
+  .venv/bin/python bench/bench_checkin.py --database-url "$(.ci/start-postgres.sh 25601)" --rows 100000,1000000
+      # a database for each size, the check-in measured on them in alternating turns of one run
   .venv/bin/python bench/bench_checkin.py --database-url postgresql+psycopg://postgres@127.0.0.1:25433/postgres \
       --rows 1000000
 
@@ -288,9 +290,15 @@ def measure(
 
 
 def serve(
-    args: argparse.Namespace, workdir: Path, module: str, workers: int, paths: list[tuple[str, Path | None]]
+    args: argparse.Namespace,
+    workdir: Path,
+    module: str,
+    workers: int,
+    paths: list[tuple[str, Path | None]],
+    url: str | None = None,
 ) -> list[Run]:
-    """Start gunicorn on `module`, warm each path up, then measure each in turn."""
+    """Start gunicorn on `module` (on the database `url`, default --database-url), warm each path up, then
+    measure each in turn."""
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -306,7 +314,7 @@ def serve(
             str(ROOT),
             f"{module}:app",
         ],
-        env=env_for(args.database_url),
+        env=env_for(url or args.database_url),
         stderr=subprocess.DEVNULL,
     )
     try:
@@ -319,10 +327,76 @@ def serve(
         server.wait(timeout=10)
 
 
+def database_for(base_url: str, rows: int, workdir: Path) -> str:
+    """A database of its own for each table size: a file beside the others, or one on the same server."""
+    if base_url.startswith("sqlite"):
+        return f"sqlite:///{workdir / f'bench-{rows}.sqlite3'}"
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base_url)
+    name = f"bench_checkin_{rows}"
+    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def compare_sizes(args: argparse.Namespace, workdir: Path, sizes: list[int], workers: int) -> None:
+    """The check-in at each table size, in alternating turns of one run (size A, size B, size A, size B...),
+    between two turns of the bare hello: the ratio between sizes is then measured on one machine state."""
+    scripts: dict[int, tuple[str, Path]] = {}
+    for rows in sizes:
+        url = database_for(args.database_url, rows, workdir)
+        data = workdir / f"rows-{rows}"
+        data.mkdir()
+        devices, poster_tokens, load_s = load(url, rows, data)
+        script = workdir / f"checkin-{rows}.lua"
+        script.write_text(
+            LUA
+            % {
+                "devices": ",".join(json.dumps(d) for d in devices),
+                "posters": ",".join(json.dumps(p) for p in poster_tokens),
+            }
+        )
+        scripts[rows] = (url, script)
+        print(f"  {rows} visits loaded in {load_s:.0f} s", flush=True)
+    bare_first = serve(args, workdir, "bare_wsgi", workers, [("/hello", None)])[0]
+    rates: dict[int, list[Run]] = {rows: [] for rows in sizes}
+    for _round in range(args.rounds):
+        for rows in sizes:
+            url, script = scripts[rows]
+            rates[rows] += serve(args, workdir, "bench_wsgi", workers, [("/api/v1/checkins", script)], url=url)
+    bare_last = serve(args, workdir, "bare_wsgi", workers, [("/hello", None)])[0]
+    bare = (bare_first.per_second + bare_last.per_second) / 2
+    first = sum(r.per_second for r in rates[sizes[0]]) / args.rounds
+    print(
+        f"workers={workers}: bare hello {bare_first.per_second:.0f} and {bare_last.per_second:.0f}/s "
+        f"(before and after)",
+        flush=True,
+    )
+    for rows in sizes:
+        mean = sum(r.per_second for r in rates[rows]) / args.rounds
+        turns = ", ".join(f"{r.per_second:.0f}" for r in rates[rows])
+        print(
+            f"  {rows:>9} visits: check-in {turns}/s, mean {mean:.0f}/s = {mean / first:.0%} of the rate at "
+            f"{sizes[0]}, {mean / bare:.0%} of the bare hello; CPU per check-in (last turn): {rates[rows][-1].cpu}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="default: a new SQLite file in a temporary directory")
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--rows",
+        default="100000",
+        help="visits pre-loaded; a list (100000,1000000) loads a database for each and measures the check-in "
+        "on them in alternating turns of one run",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="turns at each size, with --rows as a list")
     parser.add_argument("--workers", default="2", help="gunicorn sync workers; a list (2,4) measures each in turn")
     parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (1: sync workers)")
     parser.add_argument("--seconds", type=int, default=10)
@@ -331,13 +405,28 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
+    try:
+        sizes = [int(r) for r in str(args.rows).split(",")]
+    except ValueError:
+        sys.exit(f"--rows takes whole numbers separated by commas, not {args.rows!r}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
     if not args.database_url:
         args.database_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    devices, poster_tokens, load_s = load(args.database_url, args.rows, workdir)
     (workdir / "bench_wsgi.py").write_text(WSGI)
     (workdir / "bare_wsgi.py").write_text(BARE_WSGI)
     (workdir / "floor_wsgi.py").write_text(FLOOR_WSGI)
+    backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
+    conditions = (
+        f"gunicorn threads={args.threads}, wrk -t2 -c{args.connections} -d{args.seconds}s on loopback, "
+        f"{os.cpu_count()} CPUs shared by server, database and load generator"
+    )
+    if len(sizes) > 1:
+        print(f"conditions: {backend}, sizes {sizes} in {args.rounds} alternating rounds, {conditions}", flush=True)
+        for workers in (int(w) for w in str(args.workers).split(",")):
+            compare_sizes(args, workdir, sizes, workers)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    devices, poster_tokens, load_s = load(args.database_url, sizes[0], workdir)
     script = workdir / "checkin.lua"
     lua = LUA % {
         "devices": ",".join(json.dumps(d) for d in devices),
@@ -346,12 +435,10 @@ def main() -> None:
     script.write_text(lua)
     floor = workdir / "floor.lua"
     floor.write_text(floor_script(lua))
-    backend = "postgresql" if args.database_url.startswith("postgresql") else "sqlite"
     print(
-        f"conditions: {backend}, {args.rows} visits pre-loaded (loaded in {load_s:.0f} s), gunicorn "
-        f"threads={args.threads}, wrk -t2 -c{args.connections} -d{args.seconds}s on loopback, "
-        f"{os.cpu_count()} CPUs shared by server, database and load generator, {len(devices)} devices x "
-        f"{len(poster_tokens)} posters; each measured one after the other under the same gunicorn settings"
+        f"conditions: {backend}, {sizes[0]} visits pre-loaded (loaded in {load_s:.0f} s), {conditions}, "
+        f"{len(devices)} devices x {len(poster_tokens)} posters; each measured one after the other under the "
+        f"same gunicorn settings"
     )
     for workers in (int(w) for w in str(args.workers).split(",")):
         bare, hello, checkin, one_write = measure(args, workdir, script, floor, workers)
