@@ -383,6 +383,30 @@ def test_both_recorders_agree_on_new_continued_and_moved_visits(
     assert [r.status for r in again] == ["duplicate", "duplicate"]
 
 
+@pytest.mark.parametrize("recorder", [kiosk_sync.record_visits_in_bulk, kiosk_sync.record_each_with_check_in])
+def test_both_recorders_begin_again_a_visit_that_would_outlast_a_day(
+    db: Any, kiosk: EnrolledKiosk, api_now: datetime, recorder: kiosk_sync.Recorder
+) -> None:
+    ctx = kiosk_sync.authenticate(f"Bearer {kiosk.credential}")
+    kiosk.venue.default_stay_minutes = 600
+    staff = factories.person()
+    start = api_now - timedelta(hours=20)
+    long_stay = factories.checkin(staff, kiosk.venue, start, minutes=None, planned_minutes=21 * 60)  # continued
+    items = [scanner_item(staff, api_now - timedelta(minutes=5))]  # continuing would end ~30 h after the start
+    results = kiosk_sync.ingest_checkins(ctx, items, api_now, recorder=recorder)
+    assert [(r.status, r.reason) for r in results] == [("accepted", "Checked in.")]
+    db.session.refresh(long_stay)
+    at = api_now - timedelta(minutes=5)
+    assert (long_stay.checked_out_at, long_stay.checkout_reason) == (at, CheckoutReason.NEXT_CHECKIN)
+    (new,) = db.session.scalars(select(Checkin).where(Checkin.kiosk_id == kiosk.id)).all()
+    assert (new.person_id, new.checked_in_at, new.planned_checkout_at, new.checked_out_at) == (
+        staff.id,
+        at,
+        at + timedelta(hours=10),
+        None,
+    )
+
+
 def test_unique_client_ids_are_what_makes_resending_safe(db: Any, kiosk: EnrolledKiosk, api_now: datetime) -> None:
     # The schema, not only the pre-check, refuses a second row with a client id.
     visitor = factories.person()
