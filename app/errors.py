@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
+
+from app.extensions import limiter
+from app.services.i18n import localise_error, t
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +55,11 @@ def wants_json() -> bool:
 
 def _visitor_lang() -> str | None:
     """The language of a visitors' page ("ru" unless chosen otherwise); None elsewhere (staff pages).
-    Read from the request too: an error raised before the blueprint's own hook (a form's CSRF check)
-    leaves `g` without it."""
-    from app.services.i18n import normalise_language
+    Read from the request: an error raised before the blueprint's own hook (a form's CSRF check) finds
+    no language in `g`."""
+    from app.views.visitors.identity import request_language
 
-    if "visitor_lang" in g:
-        return str(g.visitor_lang)
-    if request.blueprint != "visitors":
-        return None
-    chosen = request.args.get("lang")
-    return normalise_language(chosen if chosen in ("ru", "en") else request.cookies.get("lang"))
+    return request_language()[0] if request.blueprint == "visitors" else None
 
 
 def _message_lang() -> str | None:
@@ -75,8 +73,6 @@ def _message_lang() -> str | None:
 
 
 def _respond(status: int, message: str, field: str | None = None, ours: bool = True) -> tuple[Response | str, int]:
-    from app.services.i18n import localise_error, t
-
     lang = _message_lang()
     if lang is not None:
         message = localise_error(message, lang, status, ours)
@@ -106,9 +102,6 @@ def register_error_handlers(app: Flask) -> None:
     def handle_rate_limited(exc: RateLimitExceeded) -> tuple[Response | str, int]:
         # Flask-Limiter's own text is the limit ("2 per 1 hour"); say what to do instead, in the visitor's
         # language on their pages. The Retry-After header (headers_enabled) carries the same time.
-        from app.extensions import limiter
-        from app.services.i18n import t
-
         current = limiter.current_limit
         wait_s = current.reset_at - time.time() if current is not None else exc.limit.limit.get_expiry()
         minutes = max(1, round(wait_s / 60))

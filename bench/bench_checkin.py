@@ -57,6 +57,7 @@ import os
 from flask import Flask, request
 app = Flask(__name__)
 URL = os.environ["DATABASE_URL"]
+PLACEHOLDER = "%s" if URL.startswith("postgresql") else "?"
 _conn = None
 
 
@@ -78,8 +79,7 @@ def floor():
     body = request.get_json()
     token = str(body["poster_token"])[:200]
     cursor = connection().cursor()
-    cursor.execute("INSERT INTO bench_floor (token) VALUES (%s) RETURNING id".replace(
-        "%s", "%s" if URL.startswith("postgresql") else "?"), (token,))
+    cursor.execute(f"INSERT INTO bench_floor (token) VALUES ({PLACEHOLDER}) RETURNING id", (token,))
     return {"id": cursor.fetchone()[0], "status": "created"}, 201
 """
 
@@ -329,19 +329,9 @@ def serve(
 
 def database_for(base_url: str, rows: int, workdir: Path) -> str:
     """A database of its own for each table size: a file beside the others, or one on the same server."""
-    if base_url.startswith("sqlite"):
-        return f"sqlite:///{workdir / f'bench-{rows}.sqlite3'}"
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.support.live import live_database_url
 
-    url = make_url(base_url)
-    name = f"bench_checkin_{rows}"
-    engine = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return live_database_url(base_url, str(workdir), name=f"bench_checkin_{rows}")
 
 
 def compare_sizes(args: argparse.Namespace, workdir: Path, sizes: list[int], workers: int) -> None:

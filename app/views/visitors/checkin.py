@@ -13,7 +13,7 @@ from app.errors import DomainError, ValidationError
 from app.extensions import db
 from app.models import CheckinSource, Entrance, Kiosk, Person, Venue, utcnow
 from app.services import checkins, kiosks, posters
-from app.services.i18n import localise_error, t
+from app.services.i18n import t
 from app.views.visitors.identity import bp, current_person
 from venue_kiosk import codes
 
@@ -81,20 +81,16 @@ def _do_check_in(person: Person, place: Place, now: datetime) -> BaseResponse:
     return redirect(url_for("visitors.visit", **args), code=303)
 
 
-def _checkin_page(place: Place, now: datetime, status: int = 200, error: str | None = None) -> tuple[str, int]:
+def _checkin_page(place: Place, now: datetime) -> str:
     person, revoked = current_person(now)
     open_visit = checkins.open_visit(person.id) if person is not None else None
-    return (
-        render_template(
-            "visitors/checkin.html",
-            place=place,
-            person=person,
-            revoked=revoked,
-            open_visit=open_visit,
-            error=localise_error(error, g.visitor_lang) if error else None,
-            short_number=current_app.config["SMS_SHORT_NUMBER"],
-        ),
-        status,
+    return render_template(
+        "visitors/checkin.html",
+        place=place,
+        person=person,
+        revoked=revoked,
+        open_visit=open_visit,
+        short_number=current_app.config["SMS_SHORT_NUMBER"],
     )
 
 

@@ -39,11 +39,16 @@ def code_request_device_key() -> str:
     return "device:" + anon
 
 
+def request_language() -> tuple[str, str | None]:
+    """This request's page language, and the language `?lang=` chose (None if it chose none)."""
+    chosen = request.args.get("lang")
+    chosen = chosen if chosen in ("ru", "en") else None
+    return normalise_language(chosen or request.cookies.get(LANG_COOKIE)), chosen
+
+
 @bp.before_request
 def _language() -> None:
-    chosen = request.args.get("lang")
-    g.visitor_lang_chosen = chosen if chosen in ("ru", "en") else None
-    g.visitor_lang = normalise_language(g.visitor_lang_chosen or request.cookies.get(LANG_COOKIE))
+    g.visitor_lang, g.visitor_lang_chosen = request_language()
 
 
 @bp.after_request
